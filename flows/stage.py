@@ -1,0 +1,143 @@
+"""Plumbing every stage shares: one MLflow run, metrics/S.json, a Prefect summary artifact.
+
+Usage inside a flow::
+
+    with stage_run("ingest", params) as run:
+        ...
+        run.finish(metrics, markdown=summary, artifacts=[path, ...])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from components.io.atomic import write_json_atomic
+
+EXPERIMENT = "mosa"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+ARTIFACT_DIR = Path("mlartifacts")
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else the local sqlite file ``mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def is_rank_zero() -> bool:
+    """True outside distributed runs and on global rank 0."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def git_commit() -> str:
+    """Current commit (with '-dirty' if the tree has changes), or 'unknown' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha.strip() + ("-dirty" if dirty.strip() else "")
+
+
+def dvc_dep_hashes(stage: str, lock: Path = Path("dvc.lock")) -> dict[str, str]:
+    """md5 hashes of the stage's deps as recorded in dvc.lock (the last successful reproduction)."""
+    if not lock.is_file():
+        return {}
+    data = yaml.safe_load(lock.read_text()) or {}
+    deps = (data.get("stages") or {}).get(stage, {}).get("deps") or []
+    return {d["path"]: d.get("md5") or d.get("hash", "") for d in deps if "path" in d}
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts → dotted keys; lists become JSON strings (MLflow params are flat strings)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+    elif isinstance(obj, list):
+        out[prefix[:-1]] = json.dumps(obj, default=str)
+    else:
+        out[prefix[:-1]] = obj
+    return out
+
+
+def _experiment_id(mlflow) -> str:
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        ARTIFACT_DIR.mkdir(exist_ok=True)
+        location = ARTIFACT_DIR.resolve().as_uri()
+    return mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+class StageRun:
+    """Handle to the stage's MLflow run; ``finish`` writes metrics and publishes the summary."""
+
+    def __init__(self, stage: str, run_id: str | None):
+        self.stage = stage
+        self.run_id = run_id
+
+    def finish(
+        self,
+        metrics: dict[str, Any],
+        *,
+        markdown: str,
+        artifacts: list[Path] = (),
+        metrics_file: Path | None = None,
+    ) -> None:
+        """Write ``metrics_file`` (default metrics/<stage>.json), log numeric metrics and artifacts
+        to MLflow, and publish ``markdown`` as the Prefect artifact ``<stage>-summary``."""
+        path = Path(f"metrics/{self.stage}.json") if metrics_file is None else metrics_file
+        write_json_atomic(path, metrics)
+        if not is_rank_zero():
+            return
+        import mlflow
+
+        numeric = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, int | float)}
+        mlflow.log_metrics(numeric)
+        mlflow.log_dict(metrics, f"metrics/{self.stage}.json")
+        for art in artifacts:
+            art = Path(art)
+            if art.is_dir():
+                mlflow.log_artifacts(str(art), art.name)
+            elif art.is_file():
+                mlflow.log_artifact(str(art))
+        from prefect.artifacts import create_markdown_artifact
+
+        create_markdown_artifact(
+            key=f"{self.stage.replace('_', '-')}-summary",
+            markdown=markdown
+            + (f"\n\nMLflow run: `{self.run_id}` at `{tracking_uri()}`" if self.run_id else ""),
+            description=f"{self.stage} stage summary",
+        )
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: BaseModel, extra_tags: dict[str, str] | None = None) -> Iterator[StageRun]:
+    """Open the stage's single MLflow run (rank 0 only), tagged with stage, commit and DVC hashes."""
+    if not is_rank_zero():
+        yield StageRun(stage, None)
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    tags = {"stage": stage, "git_commit": git_commit(), **(extra_tags or {})}
+    tags.update({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
+    system_metrics = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").lower() == "true"
+    with mlflow.start_run(
+        experiment_id=_experiment_id(mlflow), run_name=stage, tags=tags, log_system_metrics=system_metrics
+    ) as run:
+        mlflow.log_params(flatten(params.model_dump(mode="json")))
+        yield StageRun(stage, run.info.run_id)
