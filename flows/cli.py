@@ -66,11 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default=DEFAULT_PARAMS, help="params file for clip/quality settings")
     p.set_defaults(func=_ingest)
     args = parser.parse_args(argv)
+    from components.data.expectations import ManifestValidationError
+
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, FileNotFoundError) as exc:
         print(f"mosa {args.command}: {exc}", file=sys.stderr)
         return 2
+    except ManifestValidationError as exc:
+        print(f"mosa {args.command}: data validation failed, previous outputs kept: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -13,7 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from components.config import load_section, validate_section
+from components.config import ConfigError, load_section, validate_section
 from components.config.schema import IngestParams
 from components.data import ingest as ing
 from components.data.expectations import ManifestLimits, ensure_valid, validate_manifest
@@ -73,6 +76,15 @@ def _summary_markdown(metrics: dict[str, Any], quarantine: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _reports_dir(params: IngestParams, out_tmp: Path):
+    """Reports commit with the output when they live inside it, else atomically on their own."""
+    if params.reports.resolve().is_relative_to(params.output.resolve()):
+        rep = out_tmp / params.reports.resolve().relative_to(params.output.resolve())
+        rep.mkdir(parents=True, exist_ok=True)
+        return contextlib.nullcontext(rep)
+    return atomic_dir(params.reports)
+
+
 @flow(name="ingest", log_prints=True)
 def ingest(
     params_path: str | None = "params.yaml",
@@ -89,7 +101,7 @@ def ingest(
         params = load_section("ingest", params_path, overrides)
     t0 = time.perf_counter()
     with stage_run("ingest", params) as run:
-        with atomic_dir(params.output) as out_tmp, atomic_dir(params.reports) as rep_tmp:
+        with atomic_dir(params.output) as out_tmp, _reports_dir(params, out_tmp) as rep_tmp:
             planned = plan_task(params)
             rows: list[dict] = []
             for p in tqdm(planned, desc="ingest", unit="video", disable=None):
@@ -107,6 +119,11 @@ def ingest(
             metrics["expectations_failed"] = len(report.failed)
             summary = _summary_markdown(metrics, quarantine)
             write_text_atomic(rep_tmp / "summary.md", summary)
+            if not report.success:  # keep the evidence beside the untouched previous outputs
+                failed_dir = params.reports.with_name(params.reports.name + "-failed")
+                shutil.rmtree(failed_dir, ignore_errors=True)
+                shutil.copytree(rep_tmp, failed_dir)
+                report = dataclasses.replace(report, docs_index=failed_dir / "data_docs" / "index.html")
             ensure_valid(report)  # a failing suite leaves the previous outputs in place
         run.finish(
             metrics,
@@ -125,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    ingest(params_path=args.params)
+    try:
+        ingest(params_path=args.params)
+    except ConfigError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -29,8 +29,8 @@ def clip_spans(
     """Spans of up to ``clip.max_clips_per_video`` clips of ``clip.frames`` frames at ``clip.fps``.
 
     Target frame j of a clip starting at target frame s shows source time (s + j) / fps, i.e.
-    source frame round(t * source_fps): frames are dropped when downsampling and repeated when
-    upsampling. Clip starts step by ``clip.stride`` target frames inside [start_sec, end_sec).
+    source frame round(t * source_fps) (ties round up): frames are dropped when downsampling and
+    repeated when upsampling. Clip starts step by ``clip.stride`` target frames inside [start_sec, end_sec).
     """
     t0 = max(0.0, start_sec or 0.0)
     t1 = info.seconds if end_sec is None else min(end_sec, info.seconds)
@@ -39,7 +39,9 @@ def clip_spans(
     start = 0
     while start + clip.frames <= available and len(spans) < clip.max_clips_per_video:
         times = [t0 + (start + j) / clip.fps for j in range(clip.frames)]
-        idx = tuple(min(info.frames - 1, round(t * info.fps)) for t in times)
+        # half-up rounding: Python's round() rounds ties to even, which makes 24->16 fps steps go
+        # 2,1,1,2 (jitter) and 8->16 fps repeat alternate frames once and three times
+        idx = tuple(min(info.frames - 1, math.floor(t * info.fps + 0.5)) for t in times)
         spans.append(
             ClipSpan(
                 index=len(spans),

@@ -165,6 +165,14 @@ def read_frames(
             with contextlib.suppress(Exception):
                 vr.seek(0)
             del vr
+    if width > 0 and height > 0:
+        # decord 0.6.0 cannot resize to some widths (72, 48, 24, ...: "DECORDArrayCopyFromTo: The
+        # size must exactly match"), e.g. a 3:4 portrait padded into 96x144; decode at the native
+        # size and resize with OpenCV instead (raises decode_error itself if that fails too).
+        import cv2
+
+        full = read_frames(path, indices, fault_tol=fault_tol)
+        return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in full])
     raise VideoError("decode_error", f"decoding frames of {path} failed: {last}") from last
 
 
@@ -189,6 +197,10 @@ def write_h264(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> Non
             ffmpeg_log_level="error",
         )
         writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            # close (wait for ffmpeg) before atomic_path removes the temp file; an unclosed writer
+            # lets ffmpeg recreate the temp file later when the generator is garbage-collected
+            writer.close()
