@@ -85,12 +85,17 @@ def discover_folder(src: FolderSource) -> list[SourceItem]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here = Path(dirpath)
         for d in sorted(dirnames):
-            if (here / d).is_symlink() and not _inside(here / d, root):
+            if (here / d).is_symlink():
                 rel = (here / d).relative_to(root).as_posix()
                 target = os.readlink(here / d)
-                items.append(
-                    SourceItem(rel, None, problem=("outside_input_root", f"folder symlink to {target}"))
-                )
+                if _inside(here / d, root):  # its target is walked directly; following it would duplicate
+                    problem = (
+                        "symlinked_folder_not_followed",
+                        f"folder symlink to {target} inside the input",
+                    )
+                else:
+                    problem = ("outside_input_root", f"folder symlink to {target}")
+                items.append(SourceItem(rel, None, problem=problem))
         dirnames[:] = sorted(dirnames) if src.recursive else []
         for name in sorted(filenames):
             path = here / name

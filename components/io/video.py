@@ -28,7 +28,6 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
     (0, b"RIFF", "avi"),
     (0, b"FLV", "flv"),
     (0, b"\x00\x00\x01\xba", "mpeg-ps"),
-    (0, b"\x47", "mpeg-ts"),
     (0, b"OggS", "ogg"),
 )
 
@@ -59,7 +58,10 @@ class VideoInfo:
 def sniff_container(path: Path) -> str | None:
     """Name of the container family from the file's first bytes, or None if it is not a video."""
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(189)
+    # MPEG-TS: a 0x47 sync byte every 188 bytes (a lone leading "G" is just text).
+    if len(head) == 189 and head[0] == 0x47 and head[188] == 0x47:
+        return "mpeg-ts"
     for offset, magic, name in _SIGNATURES:
         if head[offset : offset + len(magic)] == magic:
             return name

@@ -362,3 +362,18 @@ def test_discover_concatenates_sources_in_order(folder: Path, mroot: Path) -> No
         ]
     )
     assert [it.label for it in items] == ["m.csv:2:z.mp4", "demo:sports2d/demo", "a.mp4", "b.MOV"]
+
+
+def test_folder_symlink_inside_root_is_recorded_not_followed(tmp_path: Path) -> None:
+    from components.config.schema import FolderSource
+    from components.data.sources import discover_folder
+
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "v.mp4").write_bytes(b"x")
+    os.symlink(root / "real", root / "alias")
+    items = discover_folder(FolderSource(path=root))
+    by_label = {i.label: i for i in items}
+    assert by_label["real/v.mp4"].problem is None
+    assert by_label["alias"].problem[0] == "symlinked_folder_not_followed"
+    assert "alias/v.mp4" not in by_label

@@ -268,3 +268,14 @@ def test_write_h264_failure_without_old_file_leaves_nothing(tmp_path: Path) -> N
         write_h264(tmp_path / "clip.mp4", frames, fps=16.0)
     gc.collect()
     assert _listing(tmp_path) == []
+
+
+def test_text_starting_with_g_is_not_a_video(tmp_path):
+    from components.io.video import sniff_container
+
+    p = tmp_path / "g.mp4"
+    p.write_text("Good morning, this is a caption file saved with the wrong name.\n" * 5)
+    assert sniff_container(p) is None
+    ts = tmp_path / "x.ts"
+    ts.write_bytes((b"\x47" + bytes(187)) * 3)
+    assert sniff_container(ts) == "mpeg-ts"
