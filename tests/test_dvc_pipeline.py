@@ -1,0 +1,81 @@
+"""`dvc repro` on a copy of the repository: the ingest stage runs on the real demo videos, the
+second repro has nothing to do, and a params change re-runs the stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo_copy(tmp_path_factory) -> tuple[Path, dict]:
+    dst = tmp_path_factory.mktemp("repo") / "mosa"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for rel in filter(None, (f.decode() for f in files)):
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(
+        PATH=f"{BIN}:{env['PATH']}",
+        PREFECT_HOME=str(dst / ".prefect"),
+        MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING="false",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        _sh(cmd, dst, env)
+    return dst, env
+
+
+def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
+    repo, env = repo_copy
+    _sh([str(BIN / "dvc"), "repro"], repo, env)
+    metrics = json.loads((repo / "metrics" / "ingest.json").read_text())
+    assert metrics["clips_kept"] >= 1
+    assert metrics["videos_seen"] >= 1
+    import pandas as pd
+
+    manifest = pd.read_parquet(repo / "data" / "ingest" / "manifest.parquet")
+    kept = manifest[manifest.status == "kept"]
+    assert kept.source.str.startswith("demo:").all() and len(kept) == metrics["clips_kept"]
+    assert "sports2d" in " ".join(kept.source)
+
+    second = _sh([str(BIN / "dvc"), "repro"], repo, env)
+    assert "Data and pipelines are up to date" in second.stdout
+    status = _sh([str(BIN / "dvc"), "status"], repo, env)
+    assert "up to date" in status.stdout
+
+
+def test_param_change_reruns_only_then(repo_copy):
+    repo, env = repo_copy
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("max_clips_per_video: 8", "max_clips_per_video: 1"))
+    status = _sh([str(BIN / "dvc"), "status"], repo, env)
+    assert "ingest" in status.stdout and "params.yaml" in status.stdout
+    _sh([str(BIN / "dvc"), "repro"], repo, env)
+    metrics = json.loads((repo / "metrics" / "ingest.json").read_text())
+    assert metrics["clips_kept"] + metrics["clips_filtered"] <= metrics["videos_seen"]
