@@ -42,7 +42,10 @@ def git_commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            # DVC deletes a stage's outs (metrics included) before running it: not a dirty tree.
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!metrics", ":!dvc.lock"],
+            capture_output=True,
+            text=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

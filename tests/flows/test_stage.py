@@ -1,0 +1,57 @@
+"""Stage plumbing helpers: param flattening, dvc.lock hashes, tracking URI, commit tags."""
+
+from __future__ import annotations
+
+import subprocess
+
+from flows import stage
+
+
+def test_flatten_nested_params_to_dotted_keys():
+    flat = stage.flatten({"clip": {"frames": 17, "fit": "auto"}, "sources": [{"kind": "demo"}], "seed": 0})
+    assert flat == {"clip.frames": 17, "clip.fit": "auto", "sources": '[{"kind": "demo"}]', "seed": 0}
+
+
+def test_dvc_dep_hashes_read_from_lock(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(
+        "schema: '2.0'\nstages:\n  ingest:\n    cmd: python -m flows.ingest\n    deps:\n"
+        "    - path: components/data\n      hash: md5\n      md5: abc.dir\n"
+        "    - path: flows/ingest.py\n      md5: def\n"
+    )
+    assert stage.dvc_dep_hashes("ingest", lock) == {"components/data": "abc.dir", "flows/ingest.py": "def"}
+    assert stage.dvc_dep_hashes("annotate", lock) == {}
+    assert stage.dvc_dep_hashes("ingest", tmp_path / "missing.lock") == {}
+
+
+def test_tracking_uri_default_and_override(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert stage.tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert stage.tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_git_commit_ignores_dvc_outputs_but_not_code(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "ingest.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.chdir(tmp_path)
+    clean = stage.git_commit()
+    assert len(clean) == 40
+    (tmp_path / "metrics" / "ingest.json").unlink()  # what DVC does before running a stage
+    assert stage.git_commit() == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert stage.git_commit() == clean + "-dirty"
+
+
+def test_rank_zero(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert stage.is_rank_zero()
+    monkeypatch.setenv("RANK", "1")
+    assert not stage.is_rank_zero()
