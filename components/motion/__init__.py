@@ -1,0 +1,1 @@
+"""Human motion core: skeletons, HumanML3D features, mocap, cameras, skeleton rendering."""

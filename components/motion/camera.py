@@ -1,0 +1,186 @@
+"""Pinhole cameras, fixed and time-varying (orbit, dolly, pan), and 3D → 2D projection.
+
+World: metres, Y up (the motion convention). Camera: OpenCV convention, x right, y down, z
+forward; a world point X maps to camera coordinates ``R @ X + t`` and to pixels
+``(fx·x/z + cx, fy·y/z + cy)``. Pixel centres sit at integer coordinates.
+
+A camera spec is parsed from text such as ``orbit``, ``fixed:azimuth=90,elevation=20`` or
+``dolly:distance=5,end_distance=2.5`` (``mosa generate --camera``, ``mosa motion-preview``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Literal
+
+import numpy as np
+
+CameraKind = Literal["fixed", "orbit", "dolly", "pan"]
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """Where the camera looks from, in spherical coordinates around a target, and how it moves.
+
+    azimuth 0 puts the camera in front of a body facing +Z; positive azimuth moves it toward +X
+    (the body's left). ``sweep`` is the azimuth change over the clip for ``orbit`` and the yaw of
+    the view direction for ``pan``; ``end_distance`` is where a ``dolly`` ends.
+    """
+
+    kind: CameraKind = "fixed"
+    elevation: float = 10.0  # degrees above the target
+    azimuth: float = 0.0  # degrees
+    distance: float = 4.5  # metres from the target
+    fov: float = 45.0  # vertical field of view, degrees
+    target_height: float = 0.9  # metres; the target is (root x, target_height, root z)
+    follow: bool = True  # target follows the motion's mean root position (x, z) over the clip
+    sweep: float = 90.0  # orbit: degrees of azimuth over the clip; pan: degrees of view yaw
+    end_distance: float = 2.5  # dolly: distance at the last frame
+
+    def __post_init__(self):
+        if self.kind not in ("fixed", "orbit", "dolly", "pan"):
+            raise ValueError(f"camera kind must be fixed, orbit, dolly or pan, got {self.kind!r}")
+        if not 1.0 <= self.fov <= 170.0:
+            raise ValueError(f"camera fov must be in [1, 170] degrees, got {self.fov}")
+        if self.distance <= 0 or self.end_distance <= 0:
+            raise ValueError("camera distance and end_distance must be positive")
+        if not -89.0 <= self.elevation <= 89.0:
+            raise ValueError(f"camera elevation must be in [-89, 89] degrees, got {self.elevation}")
+
+
+def parse_camera(text: str) -> CameraSpec:
+    """``kind[:key=value,...]`` → CameraSpec; errors name the bad part and list valid keys."""
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.strip().lower()
+    if kind not in ("fixed", "orbit", "dolly", "pan"):
+        raise ValueError(f"bad camera spec {text!r}: kind must be one of fixed, orbit, dolly, pan")
+    types = {f.name: f.type for f in fields(CameraSpec)}
+    values: dict = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, raw = part.partition("=")
+        key = key.strip()
+        if not eq or key not in types or key == "kind":
+            valid = ", ".join(k for k in types if k != "kind")
+            raise ValueError(f"bad camera spec {text!r}: '{part}' is not key=value with a key in: {valid}")
+        try:
+            if key == "follow":
+                if raw.strip().lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                values[key] = raw.strip().lower() in ("true", "1")
+            else:
+                values[key] = float(raw)
+        except ValueError:
+            raise ValueError(f"bad camera spec {text!r}: value of '{key}' is not a number") from None
+    return CameraSpec(kind=kind, **values)
+
+
+@dataclass(frozen=True)
+class Cameras:
+    """Per-frame pinhole cameras: intrinsics K [3,3], world→camera R [T,3,3] and t [T,3]."""
+
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    height: int
+    width: int
+
+    def __len__(self) -> int:
+        return self.R.shape[0]
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Camera centres in world coordinates [T,3]."""
+        return -np.einsum("tji,tj->ti", self.R, self.t)
+
+    def frame(self, i: int) -> Cameras:
+        return replace(self, R=self.R[i : i + 1], t=self.t[i : i + 1])
+
+
+def intrinsics(fov_deg: float, height: int, width: int) -> np.ndarray:
+    """K for a vertical field of view, square pixels, principal point at the image centre."""
+    f = 0.5 * height / math.tan(math.radians(fov_deg) / 2)
+    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+
+
+_WORLD_UP = np.array([0.0, 1.0, 0.0])
+
+
+def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = _WORLD_UP):
+    """World→camera (R, t) for cameras at ``eye`` [T,3] looking at ``target`` [T,3] (OpenCV axes)."""
+    eye, target = np.atleast_2d(eye).astype(float), np.atleast_2d(target).astype(float)
+    z = target - eye
+    z /= np.linalg.norm(z, axis=-1, keepdims=True)
+    x = np.cross(z, up)  # camera x (right) = forward × world up
+    x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+    y = np.cross(z, x)  # camera y points down
+    R = np.stack([x, y, z], axis=-2)
+    t = -np.einsum("tij,tj->ti", R, eye)
+    return R, t
+
+
+def _spherical(target: np.ndarray, elevation: np.ndarray, azimuth: np.ndarray, distance: np.ndarray):
+    el, az = np.radians(elevation), np.radians(azimuth)
+    offset = np.stack([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)], axis=-1)
+    return target + distance[:, None] * offset
+
+
+def build_cameras(
+    spec: CameraSpec, num_frames: int, height: int, width: int, root: np.ndarray | None = None
+) -> Cameras:
+    """Cameras for ``num_frames`` frames; ``root`` [T,3] (the motion's pelvis) places the target."""
+    T = num_frames
+    s = np.linspace(0.0, 1.0, T) if T > 1 else np.zeros(1)
+    center = np.zeros(3)
+    if spec.follow and root is not None:
+        center = np.asarray(root, dtype=float).reshape(-1, 3).mean(0)
+    target = np.tile([center[0], spec.target_height, center[2]], (T, 1))
+    el = np.full(T, spec.elevation)
+    az = np.full(T, spec.azimuth)
+    dist = np.full(T, spec.distance)
+    if spec.kind == "orbit":
+        az = spec.azimuth + spec.sweep * s
+    elif spec.kind == "dolly":
+        dist = spec.distance + (spec.end_distance - spec.distance) * s
+    eye = _spherical(target, el, az, dist)
+    if spec.kind == "pan":
+        # Fixed eye; the view direction yaws by ``sweep`` degrees across the clip, centred on the target.
+        yaw = np.radians(spec.sweep * (s - 0.5))
+        d = target - eye
+        c, si = np.cos(yaw), np.sin(yaw)
+        d = np.stack([c * d[:, 0] + si * d[:, 2], d[:, 1], -si * d[:, 0] + c * d[:, 2]], axis=-1)
+        target = eye + d
+    R, t = look_at(eye, target)
+    return Cameras(K=intrinsics(spec.fov, height, width), R=R, t=t, height=height, width=width)
+
+
+def project(points: np.ndarray, cams: Cameras) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates [T,J,2] and depth (camera z, metres) [T,J] of world points [T,J,3].
+
+    One camera (len 1) projects every frame; otherwise frame i uses camera i. Points behind the
+    camera get depth ≤ 0 and their pixel coordinates are not meaningful.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 3 or points.shape[-1] != 3:
+        raise ValueError(f"points must be [T,J,3], got {points.shape}")
+    R, t = cams.R, cams.t
+    if len(R) == 1:
+        R, t = np.repeat(R, len(points), 0), np.repeat(t, len(points), 0)
+    if len(R) != len(points):
+        raise ValueError(f"{len(points)} frames of points but {len(R)} cameras")
+    pc = np.einsum("tij,tkj->tki", R, points) + t[:, None, :]
+    z = pc[..., 2]
+    zs = np.where(np.abs(z) < 1e-9, 1e-9, z)
+    u = cams.K[0, 0] * pc[..., 0] / zs + cams.K[0, 2]
+    v = cams.K[1, 1] * pc[..., 1] / zs + cams.K[1, 2]
+    return np.stack([u, v], axis=-1), z
+
+
+def pixel_rays(cams: Cameras, i: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Origin [3] and unit directions [H,W,3] (world) of the rays through every pixel centre of frame i."""
+    v, u = np.mgrid[0 : cams.height, 0 : cams.width].astype(np.float64)
+    pix = np.stack([u, v, np.ones_like(u)], axis=-1)
+    d_cam = pix @ np.linalg.inv(cams.K).T
+    d_world = d_cam @ cams.R[i]  # R^T applied to row vectors
+    d_world /= np.linalg.norm(d_world, axis=-1, keepdims=True)
+    return cams.centers[i], d_world
