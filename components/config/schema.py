@@ -38,9 +38,45 @@ class ManifestSource(_Strict):
     path: Path
 
 
-# New source kinds (the synthetic renderer of issue 3) add a model here and a discoverer in
-# components.data.sources.DISCOVERERS.
-Source = Annotated[DemoSource | FolderSource | ManifestSource, Field(discriminator="kind")]
+DEFAULT_SYNTHETIC_CAMERAS = [
+    "fixed",
+    "fixed:azimuth=45,elevation=15",
+    "fixed:azimuth=-90,elevation=5",
+    "fixed:azimuth=150,elevation=10",
+    "orbit:azimuth=-30,sweep=60",
+    "dolly:distance=5.5,end_distance=3.5",
+    "pan:azimuth=20,sweep=30",
+]
+
+
+class SyntheticSource(_Strict):
+    """Mocap-driven synthetic human videos with exact labels (components.synthetic).
+
+    Each clip picks a motion (DeepMimic clips from pybullet_data, or HumanML3D when a path is
+    given), a label-preserving augmentation, a camera from ``cameras`` and a random body style and
+    scene; all choices follow from ``seed`` and the clip index.
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    clips: int = Field(default=24, ge=0, description="how many synthetic clips to render")
+    seed: int = 0
+    motions: list[str] = Field(default=[], description="DeepMimic clip names; empty: all of them")
+    humanml3d: Path | None = Field(default=None, description="a HumanML3D folder to draw motions from")
+    cameras: list[str] = Field(default=DEFAULT_SYNTHETIC_CAMERAS, min_length=1)
+    augment: bool = True
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras_parse(cls, v: list[str]) -> list[str]:
+        from components.motion.camera import parse_camera
+
+        for spec in v:
+            parse_camera(spec)  # raises ValueError naming the bad spec
+        return v
+
+
+# A new source kind adds a model here and a discoverer in components.data.sources.DISCOVERERS.
+Source = Annotated[DemoSource | FolderSource | ManifestSource | SyntheticSource, Field(discriminator="kind")]
 
 
 class ClipParams(_Strict):

@@ -9,11 +9,13 @@ input: every problem becomes a row with ``status=quarantined`` and a specific re
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.config.schema import IngestParams
@@ -46,7 +48,9 @@ def plan(params: IngestParams) -> list[PlannedItem]:
     first_seen: dict[str, str] = {}
     for pos, item in enumerate(discover(params.sources)):
         digest = None
-        if item.problem is None and item.path is not None:
+        if item.problem is None and item.synthetic is not None:
+            digest = hashlib.sha256(json.dumps(item.synthetic, sort_keys=True).encode()).hexdigest()
+        elif item.problem is None and item.path is not None:
             if not item.path.is_file():
                 item = replace(item, problem=("missing_file", f"{item.path} does not exist"))
             else:
@@ -76,6 +80,7 @@ def _quarantine_row(p: PlannedItem, reason: str, detail: str, **extra) -> dict:
     return {
         "clip_id": f"q{p.position:04d}-{_slug(it.label)}",
         "source": it.label,
+        "source_kind": it.kind,
         "source_path": str(it.path) if it.path else None,
         "source_hash": p.source_hash,
         "caption": it.caption,
@@ -110,6 +115,13 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
     it = p.item
     if it.problem is not None:
         return [_quarantine_row(p, *it.problem)]
+    if it.synthetic is not None:
+        from components.data import synthetic_source
+
+        try:
+            return synthetic_source.make_clip(p, params, out_dir)
+        except synthetic_source.SyntheticError as exc:
+            return [_quarantine_row(p, "synthetic_render_failed", str(exc))]
     lim, cp = params.limits, params.clip
     try:
         info = probe(it.path, fault_tol=lim.fault_tol)
@@ -135,6 +147,7 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
         common = {
             "clip_id": clip_id,
             "source": it.label,
+            "source_kind": it.kind,
             "source_path": str(it.path),
             "source_hash": p.source_hash,
             "start_frame": span.start_frame,
@@ -155,24 +168,31 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
         fitted = clipping.fit_frames(frames, cp)
         # Score what the source shows: padding bars would read as under-exposed, static pixels.
         scores = quality.score_clip(fitted if fit == "crop" else frames)
-        frames = fitted
-        reasons = _filter_reasons(scores, params)
-        row = {
-            **common,
-            **scores.as_row(),
-            "fps": cp.fps,
-            "frames": int(frames.shape[0]),
-            "height": int(frames.shape[1]),
-            "width": int(frames.shape[2]),
-        }
-        if reasons:
-            row.update(status=STATUS_FILTERED, reason="; ".join(reasons))
-        else:
-            rel = f"{CLIPS_DIR}/{clip_id}.mp4"
-            write_h264(out_dir / rel, frames, cp.fps, crf=cp.crf)
-            row.update(status=STATUS_KEPT, clip_path=rel, content_hash=file_sha256(out_dir / rel))
-        rows.append(row)
+        rows.append(finish_clip(common, fitted, scores, params, out_dir))
     return rows
+
+
+def finish_clip(
+    common: dict, frames: np.ndarray, scores: quality.QualityScores, params: IngestParams, out_dir: Path
+) -> dict:
+    """Apply the quality filter; write a kept clip as H.264 and return its manifest row."""
+    cp = params.clip
+    reasons = _filter_reasons(scores, params)
+    row = {
+        **common,
+        **scores.as_row(),
+        "fps": cp.fps,
+        "frames": int(frames.shape[0]),
+        "height": int(frames.shape[1]),
+        "width": int(frames.shape[2]),
+    }
+    if reasons:
+        row.update(status=STATUS_FILTERED, reason="; ".join(reasons))
+    else:
+        rel = f"{CLIPS_DIR}/{common['clip_id']}.mp4"
+        write_h264(out_dir / rel, frames, cp.fps, crf=cp.crf)
+        row.update(status=STATUS_KEPT, clip_path=rel, content_hash=file_sha256(out_dir / rel))
+    return row
 
 
 def quarantine_records(manifest: pd.DataFrame) -> list[dict]:
@@ -211,6 +231,10 @@ def summarise(manifest: pd.DataFrame, params: IngestParams, seconds: float) -> d
         "quarantined": int((status == STATUS_QUARANTINED).sum()),
         "quarantine_reasons": dict(Counter(reason_code[status == STATUS_QUARANTINED])),
         "filter_reasons": dict(filtered_reasons),
+        "clips_kept_by_kind": {str(k): int(v) for k, v in kept.groupby("source_kind").size().items()},
+        "videos_seen_by_kind": {
+            str(k): int(v) for k, v in manifest.groupby("source_kind")["source"].nunique().items()
+        },
         "kept_train": int((kept["split"] == "train").sum()),
         "kept_val": int((kept["split"] == "val").sum()),
         "kept_seconds": float((kept["frames"] / kept["fps"]).sum()) if len(kept) else 0.0,

@@ -11,10 +11,10 @@ import io
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from components.config.schema import DemoSource, FolderSource, ManifestSource
+from components.config.schema import DemoSource, FolderSource, ManifestSource, SyntheticSource
 from components.data import demo
 
 
@@ -30,6 +30,8 @@ class SourceItem:
     end_sec: float | None = None
     group: str | None = None  # items of one group share a split (views of one recording)
     problem: tuple[str, str] | None = None  # (reason, detail) for quarantine
+    kind: str = ""  # the source kind that produced it (set by ``discover``)
+    synthetic: dict | None = None  # render recipe of a synthetic clip (components.data.synthetic_source)
 
 
 def _has_surrogates(text: str) -> bool:
@@ -190,16 +192,24 @@ def discover_manifest(src: ManifestSource) -> list[SourceItem]:
     return items
 
 
+def discover_synthetic(src: SyntheticSource) -> list[SourceItem]:
+    """Render recipes of the synthetic clips (rendered later, in ``ingest.process``)."""
+    from components.data import synthetic_source
+
+    return synthetic_source.discover(src)
+
+
 DISCOVERERS: dict[type, Callable[..., list[SourceItem]]] = {
     DemoSource: discover_demo,
     FolderSource: discover_folder,
     ManifestSource: discover_manifest,
+    SyntheticSource: discover_synthetic,
 }
 
 
 def discover(sources: list) -> list[SourceItem]:
-    """All items of all configured sources, in a stable order."""
+    """All items of all configured sources, in a stable order, each tagged with its source kind."""
     items: list[SourceItem] = []
     for src in sources:
-        items.extend(DISCOVERERS[type(src)](src))
+        items.extend(replace(item, kind=src.kind) for item in DISCOVERERS[type(src)](src))
     return items

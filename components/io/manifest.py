@@ -21,6 +21,7 @@ STATUSES = (STATUS_KEPT, STATUS_FILTERED, STATUS_QUARANTINED)
 MANIFEST_COLUMNS: dict[str, str] = {
     "clip_id": "string",  # unique per row
     "source": "string",  # source label, e.g. "demo:sports2d/demo.mp4" or a path relative to the input root
+    "source_kind": "string",  # demo | folder | manifest | synthetic
     "source_path": "string",  # resolved path of the source file
     "source_hash": "string",  # sha256 hex of the source file bytes (null if unreadable)
     "start_frame": "Int64",  # span in source frames, [start, end)
@@ -28,13 +29,15 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "start_sec": "Float64",
     "end_sec": "Float64",
     "caption": "string",
-    "caption_source": "string",  # sidecar | manifest | none
+    "caption_source": "string",  # sidecar | manifest | demo | synthetic | none
+    "motion_prompt": "string",  # motion-only prompt (synthetic clips; later: annotate)
     "fps": "Float64",  # clip fps after resampling
     "frames": "Int64",  # clip frame count (8N+1)
     "height": "Int64",
     "width": "Int64",
     "clip_path": "string",  # relative to the ingest output dir; set only for kept clips
     "content_hash": "string",  # sha256 hex of the written clip file; kept clips only
+    "ground_truth_path": "string",  # synthetic clips: relative path of the .gt.npz labels
     "split": "string",  # train | val (by source, never split across)
     "status": "string",  # kept | filtered | quarantined
     "reason": "string",  # why filtered/quarantined; null when kept
