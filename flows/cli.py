@@ -52,6 +52,21 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _motion_preview(args: argparse.Namespace) -> int:
+    from components.io.video import write_h264
+    from components.motion.camera import parse_camera
+    from components.motion.preview import load_motion_source, render_preview
+
+    camera = parse_camera(args.camera)
+    if args.height % 2 or args.width % 2:
+        raise ValueError(f"--height and --width must be even, got {args.height}x{args.width}")
+    motion = load_motion_source(args.source)
+    frames = render_preview(motion, camera, args.height, args.width, progress=True)
+    write_h264(Path(args.out), frames, motion.fps)
+    print(f"motion-preview: {motion.num_frames} frames at {motion.fps:g} fps ({motion.name}) -> {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mosa", description="MoSA pipeline command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,12 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="output folder (default with --input: ./ingest_output)")
     p.add_argument("--params", default=DEFAULT_PARAMS, help="params file for clip/quality settings")
     p.set_defaults(func=_ingest)
+    p = sub.add_parser("motion-preview", help="render a motion as a skeleton video beside a 3D stick view")
+    p.add_argument(
+        "source", help="DeepMimic clip name (e.g. walk, backflip), .txt, .bvh or .npy joints [T,22,3]"
+    )
+    p.add_argument(
+        "--camera", default="fixed", help="fixed | orbit | dolly | pan, with options: orbit:sweep=180"
+    )
+    p.add_argument("--out", default="preview.mp4", help="output mp4")
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=384)
+    p.set_defaults(func=_motion_preview)
+
     args = parser.parse_args(argv)
     from components.data.expectations import ManifestValidationError
 
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"mosa {args.command}: {exc}", file=sys.stderr)
         return 2
     except ManifestValidationError as exc:
