@@ -61,8 +61,14 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
 
     manifest = pd.read_parquet(repo / "data" / "ingest" / "manifest.parquet")
     kept = manifest[manifest.status == "kept"]
-    assert kept.source.str.startswith("demo:").all() and len(kept) == metrics["clips_kept"]
+    assert len(kept) == metrics["clips_kept"]
+    # both sources of the default: real demo videos and rendered synthetic humans, counted apart
+    assert metrics["clips_kept_by_kind"]["demo"] >= 1 and metrics["clips_kept_by_kind"]["synthetic"] >= 1
+    assert set(kept.source_kind) == {"demo", "synthetic"}
     assert "sports2d" in " ".join(kept.source)
+    synthetic = kept[kept.source_kind == "synthetic"]
+    assert synthetic.ground_truth_path.notna().all()
+    assert all((repo / "data" / "ingest" / p).is_file() for p in synthetic.ground_truth_path)
 
     second = _sh([str(BIN / "dvc"), "repro"], repo, env)
     assert "Data and pipelines are up to date" in second.stdout

@@ -69,7 +69,7 @@ def plan(params: IngestParams) -> list[PlannedItem]:
     return planned
 
 
-def _split(key: str, params: IngestParams) -> str:
+def split_for_group(key: str, params: IngestParams) -> str:
     """Deterministic train/val split by source group: one recording never spans both."""
     h = int(hashlib.sha256(f"{params.seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "val" if h < params.val_fraction else "train"
@@ -139,7 +139,7 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
 
     dec_h, dec_w = clipping.decode_size(info.height, info.width, cp)
     fit = clipping.fit_mode(info.height, info.width, cp)
-    split = _split(it.group or p.source_hash or it.label, params)
+    split = split_for_group(it.group or p.source_hash or it.label, params)
     base = f"{_slug(it.label)}-{(p.source_hash or '')[:8]}"
     rows = []
     for span in spans:

@@ -102,13 +102,13 @@ def _direction_words(action: str, facts: MotionFacts) -> str:
 def _sentence(subject: str, verb: str, manner: str, direction: str, extra: str = "") -> str:
     parts = [subject, verb]
     if direction:
-        parts.append(direction)
+        parts.append(("," if direction.startswith("turning") else "") + direction)
     if manner:
         parts.append(manner)
-    text = " ".join(p for p in parts if p)
+    text = " ".join(p for p in parts if p).replace(" ,", ", ")
     if extra:
         text += f" {extra}"
-    return text.replace(" ,", ",").strip()
+    return text.strip()
 
 
 def motion_prompt(motion: Motion, seed: int = 0) -> str:

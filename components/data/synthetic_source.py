@@ -1,0 +1,212 @@
+"""The ``synthetic`` ingest source: mocap motions rendered as human videos with exact labels.
+
+``discover`` turns the params into one render recipe per clip (motion, camera, seed), and
+``make_clip`` renders a recipe at the ingest clip size and fps, captions it, scores it with the
+same quality filter as real clips, and writes the clip with its ground truth beside it:
+
+    clips/<clip_id>.mp4      H.264, the same format as every other clip
+    clips/<clip_id>.gt.npz   components.synthetic.render.GroundTruth (format in that module)
+
+Recipes are grouped by source motion, so one mocap clip's renders never straddle train and val.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+import functools
+import math
+
+import numpy as np
+
+from components.config.schema import IngestParams, SyntheticSource
+from components.data import quality
+from components.data.sources import SourceItem
+from components.motion.motion import Motion
+
+
+class SyntheticError(RuntimeError):
+    """A recipe that cannot be rendered (unknown motion, empty HumanML3D folder, ...)."""
+
+
+def _motion_names(src: SyntheticSource) -> list[str]:
+    if src.humanml3d is not None:
+        root = src.humanml3d / "new_joint_vecs"
+        if not root.is_dir():
+            raise FileNotFoundError(f"synthetic.humanml3d: {root} does not exist (expected HumanML3D layout)")
+        return [f"humanml3d:{p.stem}" for p in sorted(root.glob("*.npy"))]
+    from components.motion.mocap import list_deepmimic_clips
+
+    known = list_deepmimic_clips()
+    names = list(src.motions) or sorted(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"synthetic.motions: unknown DeepMimic clip(s) {unknown}; known: {sorted(known)}")
+    return names
+
+
+def discover(src: SyntheticSource) -> list[SourceItem]:
+    """One recipe per clip: motions in turn (every action covered), a camera drawn per clip."""
+    names = _motion_names(src)
+    if src.clips and not names:
+        raise ValueError("synthetic source has no motions to render")
+    items = []
+    for i in range(src.clips):
+        rng = np.random.default_rng([src.seed, i])
+        motion = names[i % len(names)]
+        camera = src.cameras[int(rng.integers(len(src.cameras)))]
+        recipe = {
+            "index": i,
+            "seed": int(src.seed),
+            "motion": motion,
+            "camera": camera,
+            "augment": src.augment,
+            "humanml3d": str(src.humanml3d) if src.humanml3d else None,
+        }
+        items.append(
+            SourceItem(
+                label=f"synthetic:{i:04d}-{motion}",
+                path=None,
+                caption_source="synthetic",
+                group=f"motion:{motion}",
+                synthetic=recipe,
+            )
+        )
+    return items
+
+
+@functools.lru_cache(maxsize=64)
+def _load_motion(name: str, humanml3d: str | None) -> Motion:
+    if name.startswith("humanml3d:"):
+        from components.motion.mocap import load_humanml3d
+
+        motions, _problems = load_humanml3d(humanml3d)
+        wanted = name.removeprefix("humanml3d:")
+        for m in motions:
+            if m.name == wanted:
+                return m
+        raise SyntheticError(f"HumanML3D motion {wanted} could not be loaded from {humanml3d}")
+    from components.motion.mocap import load_deepmimic
+
+    return load_deepmimic(name)
+
+
+def _prepare_motion(motion: Motion, seconds: float, rng: np.random.Generator, augment: bool) -> Motion:
+    """Augment (label-preserving) and cut a window of ``seconds``; hold the last pose if too short."""
+    from components.motion import augment as aug
+
+    need = math.ceil(seconds * motion.fps) + 1
+    if augment:
+        motion = aug.random_augment(motion, rng)
+    if motion.num_frames > need:
+        start = int(rng.integers(0, motion.num_frames - need + 1))
+        motion = aug.crop(motion, start, need)
+    elif motion.num_frames < need:
+        joints = np.asarray(motion.joints)
+        pad = np.repeat(joints[-1:], need - len(joints), axis=0)
+        motion = dataclasses.replace(
+            motion, joints=np.concatenate([joints, pad]), meta={**motion.meta, "held_last_frames": len(pad)}
+        )
+    return motion
+
+
+# --- words for what the renderer drew --------------------------------------------------------------
+_HUES = (
+    (15, "red"), (40, "orange"), (65, "yellow"), (160, "green"), (195, "teal"), (255, "blue"),
+    (290, "purple"), (335, "pink"), (360, "red"),
+)  # fmt: skip
+
+
+def colour_name(rgb: tuple[int, int, int]) -> str:
+    """A plain English name for an sRGB colour (for captions)."""
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    if v < 0.22:
+        return "black"
+    if s < 0.15:
+        return "white" if v > 0.85 else "grey" if v > 0.45 else "dark grey"
+    if 0.02 < h < 0.14 and v < 0.65:  # dark orange reads as brown
+        return "brown"
+    deg = h * 360
+    name = next(n for limit, n in _HUES if deg <= limit)
+    return ("dark " + name) if v < 0.45 else name
+
+
+def describe_style(style) -> str:
+    """'a person in a blue long-sleeved shirt and grey shorts' from a BodyStyle."""
+    sleeve = "long-sleeved " if style.sleeves == "long" else "short-sleeved "
+    legs = "shorts" if style.legwear == "shorts" else "trousers"
+    hair = " with long hair" if style.hair_style == "long" else ""
+    return (
+        f"a person{hair} in a {colour_name(style.shirt)} {sleeve}shirt and "
+        f"{colour_name(style.trousers)} {legs}"
+    )
+
+
+def describe_scene(scene) -> str:
+    """Where it happens: floor and nearby objects, from a SceneSpec."""
+    floor = {"checker": "a checkered floor", "tiles": "a tiled floor", "noise": "a textured ground"}[
+        scene.floor
+    ]
+    kinds = sorted({b.kind for b in scene.boxes})
+    near = (
+        f" near a {kinds[0]}" if len(kinds) == 1 else f" near a {kinds[0]} and a {kinds[1]}" if kinds else ""
+    )
+    return f"on {floor}{near}"
+
+
+def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
+    """Render one recipe and return its manifest row (kept clips get the mp4 and the .gt.npz)."""
+    from components.data.ingest import CLIPS_DIR, finish_clip
+    from components.motion.camera import parse_camera
+    from components.motion.text import captions, motion_prompt
+    from components.synthetic.render import render_clip
+
+    it, recipe, cp = planned.item, planned.item.synthetic, params.clip
+    rng = np.random.default_rng([recipe["seed"], recipe["index"], 1])
+    try:
+        motion = _load_motion(recipe["motion"], recipe["humanml3d"])
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise SyntheticError(f"motion {recipe['motion']}: {exc}") from exc
+    motion = _prepare_motion(motion, cp.frames / cp.fps, rng, recipe["augment"])
+    render_seed = int(rng.integers(2**31))
+    frames, gt = render_clip(
+        motion,
+        parse_camera(recipe["camera"]),
+        cp.height,
+        cp.width,
+        cp.fps,
+        seed=render_seed,
+        num_frames=cp.frames,
+    )
+    caps = captions(
+        motion, seed=render_seed, n=3, appearance=describe_style(gt.style), scene=describe_scene(gt.scene)
+    )
+    prompt = motion_prompt(motion, seed=render_seed)
+    gt.captions, gt.motion_prompt = tuple(caps), prompt
+    clip_id = f"synthetic-{recipe['index']:04d}-{planned.source_hash[:8]}"
+    common = {
+        "clip_id": clip_id,
+        "source": it.label,
+        "source_kind": it.kind,
+        "source_hash": planned.source_hash,
+        "start_frame": 0,
+        "end_frame": motion.num_frames,
+        "start_sec": 0.0,
+        "end_sec": cp.frames / cp.fps,
+        "caption": caps[0],
+        "caption_source": "synthetic",
+        "motion_prompt": prompt,
+        "split": _split_for(it, planned, params),
+    }
+    row = finish_clip(common, frames, quality.score_clip(frames), params, out_dir)
+    if row["status"] == "kept":
+        rel = f"{CLIPS_DIR}/{clip_id}.gt.npz"
+        gt.save(out_dir / rel)
+        row["ground_truth_path"] = rel
+    return [row]
+
+
+def _split_for(item: SourceItem, planned, params: IngestParams) -> str:
+    from components.data.ingest import split_for_group
+
+    return split_for_group(item.group or planned.source_hash, params)

@@ -1,0 +1,100 @@
+"""The synthetic ingest source: recipes, rendered clips with ground truth, captions, splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from components.config import ConfigError, validate_section
+from components.data import ingest as ing
+from components.data import synthetic_source as syn
+from components.io.manifest import to_manifest
+from components.io.video import probe, read_frames
+from components.motion.mocap import list_deepmimic_clips
+from components.synthetic.body import BodyStyle
+from components.synthetic.render import GroundTruth
+
+CLIP = {"frames": 9, "stride": 9, "fps": 16, "height": 64, "width": 96}
+
+
+def _params(**synthetic):
+    return validate_section("ingest", {"sources": [{"kind": "synthetic", **synthetic}], "clip": CLIP})
+
+
+def test_recipes_cover_every_motion_and_are_deterministic():
+    params = _params(clips=25, seed=3)
+    items = [p.item for p in ing.plan(params)]
+    assert len(items) == 25
+    assert {i.synthetic["motion"] for i in items} == set(list_deepmimic_clips())
+    assert items == [p.item for p in ing.plan(params)]
+    other = [p.item.synthetic["camera"] for p in ing.plan(_params(clips=25, seed=4))]
+    assert other != [i.synthetic["camera"] for i in items]
+    assert all(i.kind == "synthetic" and i.group == f"motion:{i.synthetic['motion']}" for i in items)
+
+
+def test_bad_synthetic_params_are_named():
+    with pytest.raises(ValueError, match="moonwalk"):
+        ing.plan(_params(clips=2, motions=["walk", "moonwalk"]))
+    with pytest.raises(ConfigError, match=r"ingest\.sources\.0\.synthetic\.cameras"):
+        _params(clips=2, cameras=["zoom"])
+    with pytest.raises(FileNotFoundError, match="new_joint_vecs"):
+        ing.plan(_params(clips=2, humanml3d="/nonexistent/HumanML3D"))
+
+
+def test_rendered_clip_matches_its_ground_truth(tmp_path):
+    params = _params(clips=2, motions=["walk", "cartwheel"], seed=1)
+    rows = [r for p in ing.plan(params) for r in ing.process(p, params, tmp_path)]
+    manifest = to_manifest(rows)
+    assert (manifest.status == "kept").all(), manifest.reason.tolist()
+    for row in manifest.itertuples():
+        info = probe(tmp_path / row.clip_path)
+        assert (info.frames, info.height, info.width) == (9, 64, 96)
+        gt = GroundTruth.load(tmp_path / row.ground_truth_path)
+        assert gt.mask.shape == (9, 64, 96) and gt.joints3d.shape == (9, 22, 3)
+        assert gt.captions[0] == row.caption and gt.motion_prompt == row.motion_prompt
+        # The written video shows the person where the mask says: person pixels differ from the rest.
+        frames = read_frames(tmp_path / row.clip_path, list(range(9))).astype(float)
+        assert gt.mask.mean() > 0.01
+        visible = gt.visible & (gt.keypoints2d[..., 0] >= 0)
+        assert visible.sum() > 0
+        # Visible keypoints fall on (or within 2 px of) the person mask.
+        t, k = np.nonzero(visible)
+        x = np.clip(np.rint(gt.keypoints2d[t, k, 0]).astype(int), 0, 95)
+        y = np.clip(np.rint(gt.keypoints2d[t, k, 1]).astype(int), 0, 63)
+        near = [
+            gt.mask[ti, max(0, yi - 2) : yi + 3, max(0, xi - 2) : xi + 3].any()
+            for ti, yi, xi in zip(t, y, x, strict=True)
+        ]
+        assert all(near)
+        assert frames.std() > 5
+    walk = manifest[manifest.source.str.contains("walk")].iloc[0]
+    style = GroundTruth.load(tmp_path / walk.ground_truth_path).style
+    assert syn.colour_name(style.shirt) in walk.caption  # the caption describes what was drawn
+    assert "shirt" not in walk.motion_prompt and walk.motion_prompt.startswith("a person")
+
+
+def test_splits_follow_the_source_motion():
+    params = validate_section(
+        "ingest",
+        {"sources": [{"kind": "synthetic", "clips": 40}], "clip": CLIP, "val_fraction": 0.5},
+    )
+    by_motion: dict[str, set[str]] = {}
+    for p in ing.plan(params):
+        key = p.item.synthetic["motion"]
+        by_motion.setdefault(key, set()).add(ing.split_for_group(p.item.group, params))
+    assert all(len(s) == 1 for s in by_motion.values())
+    assert {s for v in by_motion.values() for s in v} == {"train", "val"}
+
+
+@pytest.mark.parametrize(
+    ("rgb", "name"),
+    [((200, 30, 30), "red"), ((40, 60, 200), "blue"), ((250, 250, 250), "white"), ((10, 10, 10), "black"),
+     ((120, 120, 120), "grey"), ((120, 80, 40), "brown"), ((30, 160, 60), "green")],
+)  # fmt: skip
+def test_colour_names(rgb, name):
+    assert syn.colour_name(rgb) == name
+
+
+def test_describe_style_and_scene():
+    style = BodyStyle(shirt=(200, 30, 30), trousers=(40, 60, 200), sleeves="long", legwear="shorts")
+    assert syn.describe_style(style) == "a person in a red long-sleeved shirt and blue shorts"
