@@ -80,7 +80,7 @@ def test_repository_params_yaml_validates() -> None:
     p = load_section("ingest", REPO_PARAMS)
     assert isinstance(p, IngestParams)
     assert p.clip.frames % 8 == 1
-    assert p.sources and all(isinstance(s, DemoSource | FolderSource | ManifestSource) for s in p.sources)
+    assert {s.kind for s in p.sources} == {"demo", "synthetic"}  # the embedded default
 
 
 # --- invalid sections name the bad key ------------------------------------------------------------
