@@ -42,6 +42,14 @@ def process_task(planned: ing.PlannedItem, params: IngestParams, out_dir: Path) 
     return rows
 
 
+@task(name="motion-set", cache_policy=NO_CACHE)
+def motion_set_task(sources: list, out_dir: Path, seed: int) -> dict:
+    """HumanML3D features, captions and normalisation stats of the synthetic source motions."""
+    from components.data.synthetic_source import write_motion_set
+
+    return write_motion_set(sources, out_dir, seed)
+
+
 @task(name="validate-manifest", cache_policy=NO_CACHE)
 def validate_task(manifest, docs_dir: Path, params: IngestParams):
     """Great Expectations suite on the manifest; data docs into ``docs_dir``."""
@@ -106,6 +114,8 @@ def ingest(
             rows: list[dict] = []
             for p in tqdm(planned, desc="ingest", unit="video", disable=None):
                 rows.extend(process_task(p, params, out_tmp))
+            synthetic = [s for s in params.sources if s.kind == "synthetic" and s.clips > 0]
+            motion_counts = motion_set_task(synthetic, out_tmp, params.seed) if synthetic else {}
             manifest = to_manifest(rows)
             write_manifest(manifest, out_tmp / ing.MANIFEST_FILE)
             quarantine = ing.quarantine_records(manifest)
@@ -115,6 +125,7 @@ def ingest(
             )
             report = validate_task(manifest, rep_tmp / "data_docs", params)
             metrics = ing.summarise(manifest, params, time.perf_counter() - t0)
+            metrics.update(motion_counts)
             metrics["expectations_evaluated"] = report.evaluated
             metrics["expectations_failed"] = len(report.failed)
             summary = _summary_markdown(metrics, quarantine)

@@ -69,6 +69,8 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
     synthetic = kept[kept.source_kind == "synthetic"]
     assert synthetic.ground_truth_path.notna().all()
     assert all((repo / "data" / "ingest" / p).is_file() for p in synthetic.ground_truth_path)
+    assert metrics["motions"] == 40  # 20 DeepMimic clips and their mirror images
+    assert (repo / "data" / "ingest" / "motions" / "stats.npz").is_file()
 
     second = _sh([str(BIN / "dvc"), "repro"], repo, env)
     assert "Data and pipelines are up to date" in second.stdout

@@ -210,3 +210,52 @@ def _split_for(item: SourceItem, planned, params: IngestParams) -> str:
     from components.data.ingest import split_for_group
 
     return split_for_group(item.group or planned.source_hash, params)
+
+
+MOTIONS_DIR = "motions"
+
+
+def write_motion_set(sources: list[SyntheticSource], out_dir, seed: int = 0) -> dict:
+    """The text–motion set behind the synthetic clips, in the HumanML3D representation.
+
+    For every source motion and its mirror image: ``motions/<name>.npy`` (features [T-1,263]) and
+    one line in ``motions/index.jsonl`` (name, action, frames, fps, source, captions, motion prompt);
+    ``motions/stats.npz`` holds the normalisation statistics computed on exactly these features.
+    The motion transformer trains on this folder (or on a HumanML3D folder, which has the same form).
+    """
+    import json
+
+    from components.io.atomic import write_text_atomic
+    from components.motion.augment import mirror
+    from components.motion.humanml3d import compute_stats, joints_to_features
+    from components.motion.text import captions, motion_prompt
+
+    root = out_dir / MOTIONS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    lines, feats = [], []
+    names = sorted(
+        {(n, str(s.humanml3d) if s.humanml3d else None) for s in sources for n in _motion_names(s)}
+    )
+    for name, h3d in names:
+        base = _load_motion(name, h3d)
+        for motion, suffix in ((base, ""), (mirror(base), "~mirror")):
+            key = (name + suffix).replace("/", "__").replace(":", "_")
+            f = joints_to_features(np.asarray(motion.joints)).astype(np.float32)
+            np.save(root / f"{key}.npy", f)
+            feats.append(f)
+            lines.append(
+                {
+                    "id": key,
+                    "action": motion.action,
+                    "frames": int(motion.num_frames),
+                    "fps": float(motion.fps),
+                    "source": motion.source,
+                    "group": name,  # a motion and its mirror share a split
+                    "captions": list(motion.captions) or captions(motion, seed=seed, n=3),
+                    "motion_prompt": motion_prompt(motion, seed=seed),
+                }
+            )
+    stats = compute_stats(feats)
+    stats.save(root / "stats.npz")
+    write_text_atomic(root / "index.jsonl", "".join(json.dumps(x, sort_keys=True) + "\n" for x in lines))
+    return {"motions": len(lines), "motion_frames": int(sum(x["frames"] for x in lines))}

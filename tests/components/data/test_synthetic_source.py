@@ -98,3 +98,28 @@ def test_colour_names(rgb, name):
 def test_describe_style_and_scene():
     style = BodyStyle(shirt=(200, 30, 30), trousers=(40, 60, 200), sleeves="long", legwear="shorts")
     assert syn.describe_style(style) == "a person in a red long-sleeved shirt and blue shorts"
+
+
+def test_motion_set_features_stats_and_mirrors(tmp_path):
+    import json
+
+    from components.motion.humanml3d import FeatureStats, canonicalize, features_to_joints
+    from components.motion.mocap import load_deepmimic
+
+    params = _params(clips=2, motions=["walk", "walker/turn_left0"])
+    counts = syn.write_motion_set(params.sources, tmp_path)
+    index = [json.loads(x) for x in (tmp_path / "motions" / "index.jsonl").read_text().splitlines()]
+    assert counts["motions"] == len(index) == 4
+    by_id = {x["id"]: x for x in index}
+    assert by_id["walker__turn_left0"]["action"] == "turn_left"
+    assert by_id["walker__turn_left0~mirror"]["action"] == "turn_right"
+    assert "right" in by_id["walker__turn_left0~mirror"]["motion_prompt"]
+    feats = np.load(tmp_path / "motions" / "walk.npy")
+    walk = load_deepmimic("walk").joints
+    assert feats.shape == (len(walk) - 1, 263)
+    np.testing.assert_allclose(
+        features_to_joints(feats.astype(np.float64)), canonicalize(walk)[:-1], atol=1e-4
+    )
+    stats = FeatureStats.load(tmp_path / "motions" / "stats.npz")
+    all_feats = np.concatenate([np.load(tmp_path / "motions" / f"{x['id']}.npy") for x in index])
+    np.testing.assert_allclose(stats.mean, all_feats.mean(0), rtol=1e-4, atol=1e-5)
