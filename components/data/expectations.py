@@ -174,15 +174,27 @@ def validate_manifest(
     limits: ManifestLimits = ManifestLimits(),
     suite_name: str = "ingest_manifest",
 ) -> ValidationReport:
-    """Validate an ingest manifest with Great Expectations and write data docs into ``docs_dir``.
+    """Validate an ingest manifest with its suite (:func:`manifest_expectation_specs`)."""
+    return validate_table(df, manifest_expectation_specs(limits), docs_dir, suite_name)
+
+
+def validate_table(
+    df: pd.DataFrame,
+    specs: list[ExpectationSpec],
+    docs_dir: Path,
+    suite_name: str,
+) -> ValidationReport:
+    """Validate a table (a stage's manifest) with Great Expectations and write data docs into ``docs_dir``.
+
+    Scoped specs ("kept"/"not_kept") filter on the table's ``status`` column.
 
     Runs in a fresh ephemeral GX context (nothing is read from or written to a GX project); the
     only files written are the data docs site under ``docs_dir``.
 
     Args:
-        df: the manifest (see :mod:`components.io.manifest`).
+        df: the table to validate.
+        specs: the suite (see :class:`ExpectationSpec`).
         docs_dir: folder that receives the data docs site (``index.html``, validation pages).
-        limits: accepted ranges for kept clips.
         suite_name: expectation suite name, shown in the data docs.
 
     Returns:
@@ -190,7 +202,7 @@ def validate_manifest(
         being evaluated, e.g. on a missing column, counts as failed).
     """
     if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"validate_manifest expects a pandas DataFrame, got {type(df).__name__}")
+        raise TypeError(f"validate_table expects a pandas DataFrame, got {type(df).__name__}")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
@@ -198,7 +210,6 @@ def validate_manifest(
 
     docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
-    specs = manifest_expectation_specs(limits)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -254,7 +265,7 @@ def validate_manifest(
         docs_index = None
 
     success = bool(result.success) and not failed
-    log.info("manifest suite %s: %d/%d expectations passed", suite_name, evaluated - len(failed), evaluated)
+    log.info("suite %s: %d/%d expectations passed", suite_name, evaluated - len(failed), evaluated)
     return ValidationReport(success=success, failed=failed, evaluated=evaluated, docs_index=docs_index)
 
 
