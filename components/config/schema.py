@@ -148,4 +148,57 @@ class IngestParams(_Strict):
         return self
 
 
-SECTIONS: dict[str, type[BaseModel]] = {"ingest": IngestParams}
+class AnnotatorParams(_Strict):
+    """One annotator: a real offline default, or the paper's model from a local path."""
+
+    name: str
+    model_path: Path | None = None
+
+
+class TrackParams(_Strict):
+    name: Literal["lk", "cotracker3"] = "lk"
+    model_path: Path | None = None
+    person_stride: int = Field(default=4, ge=1, description="grid step (px) of query points on the person")
+    background_stride: int = Field(default=12, ge=1, description="grid step (px) of background query points")
+    fb_threshold: float = Field(
+        default=1.0, gt=0, description="forward-backward error (px) that drops a track"
+    )
+
+
+class CaptionParams(_Strict):
+    captioner: Literal["sidecar", "vlm"] = "sidecar"
+    vlm_path: Path | None = None
+    prompt_extractor: Literal["rules", "llm"] = "rules"
+    llm_path: Path | None = None
+
+
+class FilterParams(_Strict):
+    """Appendix C filters on the detected keypoints."""
+
+    min_motion: float = Field(
+        default=0.02, ge=0, description="mean keypoint displacement / body size per frame"
+    )
+    min_lower_body: float = Field(
+        default=0.5, ge=0, le=1, description="share of frames with the legs visible"
+    )
+    confidence_threshold: float = Field(default=0.3, ge=0, le=1)
+
+
+class AnnotateParams(_Strict):
+    """params.yaml ``annotate`` section."""
+
+    input: Path = Path("data/ingest")
+    output: Path = Path("data/annotate")
+    reports: Path = Path("reports/annotate")
+    pose: AnnotatorParams = AnnotatorParams(name="mediapipe")
+    mask: AnnotatorParams = AnnotatorParams(name="mediapipe")
+    tracks: TrackParams = TrackParams()
+    captions: CaptionParams = CaptionParams()
+    filters: FilterParams = FilterParams()
+    min_visible_tracks: int = Field(
+        default=8, ge=1, description="GX: visible tracks at the query frame per clip"
+    )
+    skeleton_videos: bool = True
+
+
+SECTIONS: dict[str, type[BaseModel]] = {"ingest": IngestParams, "annotate": AnnotateParams}
