@@ -1,5 +1,5 @@
-"""`dvc repro` on a copy of the repository: the ingest stage runs on the real demo videos, the
-second repro has nothing to do, and a params change re-runs the stage."""
+"""`dvc repro` on a copy of the repository: ingest (real demo videos + synthetic clips) and annotate
+run, the second repro has nothing to do, and a params change re-runs the stages."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
     assert all((repo / "data" / "ingest" / p).is_file() for p in synthetic.ground_truth_path)
     assert metrics["motions"] == 40  # 20 DeepMimic clips and their mirror images
     assert (repo / "data" / "ingest" / "motions" / "stats.npz").is_file()
+
+    annotate = json.loads((repo / "metrics" / "annotate.json").read_text())
+    assert annotate["clips_in"] == metrics["clips_kept"]  # annotate ran on every kept ingest clip
+    assert annotate["clips_annotated"] >= 1 and annotate["pose_pck_synthetic"] is not None
 
     second = _sh([str(BIN / "dvc"), "repro"], repo, env)
     assert "Data and pipelines are up to date" in second.stdout
