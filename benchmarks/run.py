@@ -11,10 +11,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import decode, ingest, render
+from benchmarks import annotate, decode, ingest, render
 from components.io.atomic import write_json_atomic
 
-BENCHES = {"decode": decode.run, "ingest": ingest.run, "render": render.run}
+BENCHES = {
+    "decode": decode.run,
+    "ingest": ingest.run,
+    "render": render.run,
+    "annotate": annotate.run,
+}
 OUT = Path("metrics/bench.json")
 
 

@@ -30,9 +30,16 @@ from flows.stage import stage_run
 
 
 def params_fingerprint(params: AnnotateParams) -> str:
-    """Hash of everything that changes an annotation (not where files go)."""
+    """Hash of everything that changes an annotation: the params (not where files go) and the
+    annotation code itself, so a code change never reuses stale annotations."""
+    import components.annotation as pkg
+    from components.motion import render
+
     data = params.model_dump(mode="json", exclude={"input", "output", "reports"})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+    for src in [*sorted(Path(pkg.__file__).parent.glob("*.py")), Path(render.__file__)]:
+        h.update(src.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def annotation_suite(min_visible_tracks: int) -> list[ExpectationSpec]:

@@ -125,14 +125,18 @@ def annotate_clip(
     except VideoError as exc:
         return {**base, "status": STATUS_QUARANTINED, "reason": f"{exc.reason}: {exc.detail}"}
     T, H, W = frames.shape[:3]
-    pose = ann.pose(frames)
+    if ann.names["pose"] == ann.names["mask"] == "mediapipe" and hasattr(ann.mask, "with_pose"):
+        masks, pose = ann.mask.with_pose(frames)  # one MediaPipe pass gives both
+    else:
+        pose, masks = ann.pose(frames), None
     if not pose.found.any():
         return {
             **base, "frames": T, "height": H, "width": W, "person_found_fraction": 0.0,
             "status": STATUS_QUARANTINED, "reason": f"no_person_found: the {ann.names['pose']} pose detector "
             f"found nobody in any of {T} frames",
         }  # fmt: skip
-    masks = ann.mask(frames)
+    if masks is None:
+        masks = ann.mask(frames)
     q = int(np.argmax(masks.reshape(T, -1).sum(1))) if masks.any() else 0  # frame with the most person
     points, on_person = query_points(masks[q], params.tracks.person_stride, params.tracks.background_stride)
     tracks = ann.tracker.track(frames, points, on_person, query_frame=q)
