@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -12,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -21,12 +19,12 @@ from tqdm import tqdm
 
 from components.annotation import annotate as an
 from components.annotation import stats
-from components.config import ConfigError, load_section
+from components.config import load_section
 from components.config.schema import AnnotateParams
 from components.data.expectations import ExpectationSpec, ensure_valid, validate_table
 from components.io.atomic import atomic_dir, write_text_atomic
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED, read_manifest
-from flows.stage import stage_run
+from flows.stage import stage_main, stage_run
 
 
 def params_fingerprint(params: AnnotateParams) -> str:
@@ -215,18 +213,5 @@ def _markdown(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.annotate", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    try:
-        annotate(params_path=args.params)
-    except ConfigError as exc:
-        print(f"annotate: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    np.seterr(all="ignore")
-    sys.exit(main())
+    sys.exit(stage_main(annotate))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -16,13 +15,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
-from components.config import ConfigError, load_section, validate_section
+from components.config import load_section, validate_section
 from components.config.schema import IngestParams
 from components.data import ingest as ing
 from components.data.expectations import ManifestLimits, ensure_valid, validate_manifest
 from components.io.atomic import atomic_dir, write_text_atomic
 from components.io.manifest import to_manifest, write_manifest
-from flows.stage import stage_run
+from flows.stage import stage_main, stage_run
 
 
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -149,17 +148,5 @@ def ingest(
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    try:
-        ingest(params_path=args.params)
-    except ConfigError as exc:
-        print(f"ingest: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(stage_main(ingest))

@@ -144,3 +144,22 @@ def stage_run(stage: str, params: BaseModel, extra_tags: dict[str, str] | None =
     ) as run:
         mlflow.log_params(flatten(params.model_dump(mode="json")))
         yield StageRun(stage, run.info.run_id)
+
+
+def stage_main(stage_flow, argv: list[str] | None = None) -> int:
+    """``python -m flows.<stage> [--params FILE]``: run the flow; a params error exits 2 with its message."""
+    import argparse
+    import sys
+
+    from components.config import ConfigError
+
+    name = stage_flow.name
+    parser = argparse.ArgumentParser(prog=f"python -m flows.{name}", description=f"Run the {name} stage.")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        stage_flow(params_path=args.params)
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -600,12 +600,9 @@ def action_phrases(caption: str) -> list[str]:
 
 # --- adapters ----------------------------------------------------------------------------------------
 def _model_dir(model_path: str | Path | None, what: str) -> Path:
-    if model_path is None or str(model_path) == "":
-        raise FileNotFoundError(f"{what} needs a model path; none was configured")
-    path = Path(model_path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{what} model not found: {path}")
-    return path
+    from components.annotation.pose import check_model_path
+
+    return check_model_path(model_path, what)
 
 
 def _import_transformers(what: str) -> Any:
