@@ -13,6 +13,7 @@ import numpy as np
 
 from components.annotation.tracks import Tracks
 from components.motion.camera import Cameras, project
+from components.motion.humanml3d import rotation_between
 from components.synthetic.body import Body, build_body
 from components.synthetic.labels import FIRST_BODY_PART, PART
 from components.synthetic.render import GroundTruth
@@ -101,22 +102,6 @@ def mask_iou(pred: np.ndarray, gt: np.ndarray) -> float:
 
 
 # --- ground-truth tracks -----------------------------------------------------------------------
-def _rot_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Minimal rotations [T,3,3] turning unit vectors a [T,3] into unit vectors b [T,3] (Rodrigues)."""
-    v = np.cross(a, b)
-    c = (a * b).sum(-1)
-    vx = np.zeros((len(a), 3, 3))
-    vx[:, 0, 1], vx[:, 0, 2], vx[:, 1, 2] = -v[:, 2], v[:, 1], -v[:, 0]
-    vx[:, 1, 0], vx[:, 2, 0], vx[:, 2, 1] = v[:, 2], -v[:, 1], v[:, 0]
-    out = np.eye(3) + vx + vx @ vx / np.maximum(1.0 + c, 1e-12)[:, None, None]
-    flip = c < -1.0 + 1e-9  # opposite directions: a half turn about any axis perpendicular to a
-    if flip.any():
-        af = a[flip]
-        helper = np.where(np.abs(af[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        n = np.cross(af, helper)
-        n /= np.linalg.norm(n, axis=-1, keepdims=True)
-        out[flip] = 2.0 * n[:, :, None] * n[:, None, :] - np.eye(3)
-    return out
 
 
 # Capsule part → the part whose frame carries its twist (a capsule label, or an ellipsoid label for the
@@ -167,7 +152,7 @@ def _primitive_rotations(body: Body, q: int) -> np.ndarray:
             if parent is None:
                 parent = fallback
             seen = np.einsum("tji,tj->ti", parent, axis[:, k])  # M_parentᵀ u_t
-            rot = parent @ _rot_between(np.broadcast_to(axis[q, k], seen.shape), seen)
+            rot = parent @ rotation_between(np.broadcast_to(axis[q, k], seen.shape), seen)
             rots[k] = rot
             frame_of.setdefault(part, rot)  # the first capsule of a part (e.g. the whole thigh)
         if len(left) == len(pending):  # a cycle cannot happen with _TWIST_PARENT; guard anyway

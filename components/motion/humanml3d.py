@@ -101,7 +101,7 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
-def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Minimal rotations [...,3,3] taking unit vectors u onto unit vectors v (Rodrigues form)."""
     u, v = np.broadcast_arrays(u, v)
     k = np.cross(u, v)
@@ -140,7 +140,7 @@ def local_bone_rotations(joints: np.ndarray) -> np.ndarray:
         p = SMPL22_PARENTS[j]
         bone = _unit(joints[..., j, :] - joints[..., p, :])
         bone_in_parent = np.einsum("...ki,...k->...i", world[..., p, :, :], bone)  # R_pᵀ · bone
-        local[..., j, :, :] = _rotation_between(SMPL22_REST_DIRECTIONS[j], bone_in_parent)
+        local[..., j, :, :] = rotation_between(SMPL22_REST_DIRECTIONS[j], bone_in_parent)
         world[..., j, :, :] = world[..., p, :, :] @ local[..., j, :, :]
     return local
 
