@@ -103,7 +103,7 @@ def _reuse(
     row = previous.loc[clip["clip_id"]].to_dict()
     if row.get("content_hash") != clip.get("content_hash") or row.get("params_fingerprint") != fingerprint:
         return None
-    for key in ("annotation_path", "skeleton_path"):
+    for key in ("annotation_path", "skeleton_path", "overlay_path"):
         rel = row.get(key)
         if isinstance(rel, str) and rel:
             src, dst = old_dir / rel, out_dir / rel
@@ -197,6 +197,7 @@ def summarise(table: pd.DataFrame, seconds: float) -> dict[str, Any]:
         "clips_dropped_motion": int(reason.str.startswith("low_motion").sum()),
         "clips_dropped_upper_body": int(reason.str.startswith("upper_body_only").sum()),
         "quarantined": int((table.status == STATUS_QUARANTINED).sum()),
+        "clips_pose_at_source": int((table.get("pose_resolution") == "source").sum()),
         "pose_pck_synthetic": _mean(synthetic["pose_pck"]),
         "mask_iou_synthetic": _mean(synthetic["mask_iou"]),
         "track_epe_synthetic": _mean(synthetic["track_epe_px"]),

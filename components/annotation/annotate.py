@@ -25,6 +25,7 @@ from components.io.video import VideoError, probe, read_frames, write_h264
 
 ANNOTATIONS_DIR = "annotations"
 SKELETONS_DIR = "skeletons"
+OVERLAYS_DIR = "overlays"  # real clips: a PNG grid of frames with mask and skeletons, to check by eye
 MANIFEST_FILE = "annotations.parquet"
 
 # The annotation table (one row per kept ingest clip) and its dtypes.
@@ -36,11 +37,14 @@ ANNOTATION_COLUMNS: dict[str, str] = {
     "content_hash": "string",  # of the ingest clip: annotations are reused while it is unchanged
     "annotation_path": "string",  # relative to this stage's output
     "skeleton_path": "string",
+    "overlay_path": "string",  # real clips: PNG grid of frames with mask and skeletons
     "caption": "string",
     "motion_prompt": "string",
     "frames": "Int64",
     "height": "Int64",
     "width": "Int64",
+    "pose_resolution": "string",  # source (full-resolution multi-person pass) | clip
+    "people": "Int64",  # people followed in the clip (the subject + others)
     "person_found_fraction": "Float64",  # frames where the pose detector found a person
     "mean_confidence": "Float64",
     "keypoint_in_frame_or_hidden": "boolean",  # every confident keypoint lies inside the frame
@@ -125,7 +129,13 @@ def annotate_clip(
     except VideoError as exc:
         return {**base, "status": STATUS_QUARANTINED, "reason": f"{exc.reason}: {exc.detail}"}
     T, H, W = frames.shape[:3]
-    if ann.names["pose"] == ann.names["mask"] == "mediapipe" and hasattr(ann.mask, "with_pose"):
+    names = dict(ann.names)
+    people = _people_at_source(clip, params, H, W) if _use_people(clip, params, ann) else None
+    extra_kp = extra_conf = None
+    if people is not None:
+        pose, masks, extra_kp, extra_conf = people
+        names["pose"] = names["mask"] = "mediapipe-people@source"
+    elif ann.names["pose"] == ann.names["mask"] == "mediapipe" and hasattr(ann.mask, "with_pose"):
         masks, pose = ann.mask.with_pose(frames)  # one MediaPipe pass gives both
     else:
         pose, masks = ann.pose(frames), None
@@ -167,7 +177,9 @@ def annotate_clip(
         query_frame=q,
         caption=caption or "",
         motion_prompt=prompt or "",
-        annotators=ann.names,
+        annotators=names,
+        extra_keypoints=extra_kp,
+        extra_confidence=extra_conf,
     ).save(out_dir / rel)
     row = {
         **base,
@@ -177,6 +189,8 @@ def annotate_clip(
         "frames": T,
         "height": H,
         "width": W,
+        "pose_resolution": "source" if people is not None else "clip",
+        "people": 1 + (0 if extra_kp is None else len(extra_kp)),
         "person_found_fraction": float(pose.found.mean()),
         "mean_confidence": float(pose.confidence[pose.found].mean()),
         "keypoint_in_frame_or_hidden": bool((inside | ~conf_ok).all()),
@@ -192,12 +206,78 @@ def annotate_clip(
         from components.motion.render import skeleton_video
 
         skel_rel = f"{SKELETONS_DIR}/{clip['clip_id']}.mp4"
-        write_h264(out_dir / skel_rel, skeleton_video(pose.keypoints, pose.confidence, H, W), info.fps)
+        kp, conf = pose.keypoints[:, None], pose.confidence[:, None]
+        if extra_kp is not None and len(extra_kp):
+            kp = np.concatenate([kp, extra_kp.transpose(1, 0, 2, 3)], axis=1)
+            conf = np.concatenate([conf, extra_conf.transpose(1, 0, 2)], axis=1)
+        write_h264(out_dir / skel_rel, skeleton_video(kp, conf, H, W), info.fps)
         row["skeleton_path"] = skel_rel
+    if base["source_kind"] not in (None, "synthetic"):
+        from components.annotation.overlay import frame_grid, overlay_frames, save_png
+
+        over = overlay_frames(frames, pose.keypoints, pose.confidence, masks, extra_kp, extra_conf)
+        row["overlay_path"] = f"{OVERLAYS_DIR}/{clip['clip_id']}.png"
+        save_png(out_dir / row["overlay_path"], frame_grid(over))
     gt_path = _text(clip.get("ground_truth_path"))
     if gt_path:
         row.update(synthetic_accuracy(in_dir / gt_path, pose, masks, tracks))
     return row
+
+
+def _use_people(clip: dict, params: AnnotateParams, ann: Annotators) -> bool:
+    """The full-resolution multi-person pass applies to real clips whose source is known."""
+    return (
+        params.people.enabled
+        and ann.names["pose"] == "mediapipe"
+        and _text(clip.get("source_kind")) not in (None, "synthetic")
+        and all(_text(clip.get(k)) for k in ("source_path", "source_frames", "source_to_clip"))
+    )
+
+
+def _people_at_source(clip: dict, params: AnnotateParams, H: int, W: int):
+    """Pose + mask of the clip's most active person found at the source's resolution, plus the other
+    people ([P,T,18,2], [P,T,18]), all in clip pixels; None if the source cannot be read or nobody is
+    found there (the caller falls back to the clip-level pass)."""
+    from components.annotation.mask import clean_mask
+    from components.annotation.people import (
+        PeopleTracker,
+        choose_subject,
+        is_steady,
+        map_to_clip,
+        mask_to_clip,
+        parse_transform,
+    )
+
+    p = params.people
+    try:
+        src = Path(_text(clip["source_path"]))
+        indices = [int(v) for v in _text(clip["source_frames"]).split(",")]
+        sx, sy, ox, oy = parse_transform(_text(clip["source_to_clip"]))
+        info = probe(src)
+        scale = min(1.0, p.max_side / max(info.height, info.width))
+        h, w = round(info.height * scale), round(info.width * scale)
+        frames = read_frames(src, indices, height=h, width=w) if scale < 1 else read_frames(src, indices)
+    except (VideoError, ValueError, OSError):
+        return None
+    if len(frames) != len(indices):
+        return None
+    # frames were resized by `scale`: a source-resolution pixel x sits at (x + 0.5)·scale − 0.5
+    a, b = sx / (w / info.width), sy / (h / info.height)
+    transform = (a, b, ox + 0.5 * (a - sx), oy + 0.5 * (b - sy))
+    tracks = PeopleTracker(tile=p.tile, reseed_every=p.reseed_every, max_people=p.max_people).track(frames)
+    tracks = [tr for tr in tracks if map_to_clip(tr.pose(), transform, H, W).found.any()]
+    if not tracks:
+        return None
+    subject_track = tracks[choose_subject(tracks)]
+    # other people must be seen steadily: brief, low-confidence tracks (lens flare, foliage) are noise
+    tracks = [subject_track, *(tr for tr in tracks if tr is not subject_track and is_steady(tr))]
+    poses = [map_to_clip(tr.pose(), transform, H, W) for tr in tracks]
+    pose, others = poses[0], poses[1:]
+    T = len(indices)
+    masks = np.stack([clean_mask(mask_to_clip(tracks, t, transform, H, W) > 0.5) for t in range(T)])
+    extra_kp = np.stack([q.keypoints for q in others]) if others else np.zeros((0, T, 18, 2), np.float32)
+    extra_conf = np.stack([q.confidence for q in others]) if others else np.zeros((0, T, 18), np.float32)
+    return pose, masks, extra_kp, extra_conf
 
 
 def synthetic_accuracy(gt_path: Path, pose, masks: np.ndarray, tracks) -> dict[str, float]:

@@ -7,6 +7,8 @@
 | ``mask_bits`` | packed uint8 | person mask [T,H,W] bool, ``np.packbits`` over the flattened array |
 | ``tracks`` | [T,N,2] float32 | point tracks (pixels); ``track_visible`` [T,N] bool |
 | ``track_on_person`` | [N] bool | query point on the person (else background) |
+| ``extra_keypoints`` | [P,T,18,2] float32 | other people (P may be 0); drawn in the skeleton video |
+| ``extra_confidence`` | [P,T,18] float32 | their confidence |
 | ``header`` | JSON | format_version, clip_id, T/H/W, query_frame, caption, motion_prompt, annotators |
 
 Masks pack to one bit a pixel (a 17×96×144 clip: 29 KB before compression).
@@ -40,9 +42,14 @@ class ClipAnnotation:
     caption: str = ""
     motion_prompt: str = ""
     annotators: dict = field(default_factory=dict)
+    extra_keypoints: np.ndarray | None = None
+    extra_confidence: np.ndarray | None = None
 
     def __post_init__(self):
         T = self.keypoints.shape[0]
+        if self.extra_keypoints is None:
+            self.extra_keypoints = np.zeros((0, T, 18, 2), np.float32)
+            self.extra_confidence = np.zeros((0, T, 18), np.float32)
         checks = {
             "keypoints": (self.keypoints.shape, (T, 18, 2)),
             "confidence": (self.confidence.shape, (T, 18)),
@@ -50,6 +57,8 @@ class ClipAnnotation:
             "tracks": (self.tracks.shape[:1] + self.tracks.shape[2:], (T, 2)),
             "track_visible": (self.track_visible.shape, self.tracks.shape[:2]),
             "track_on_person": (self.track_on_person.shape, self.tracks.shape[1:2]),
+            "extra_keypoints": (self.extra_keypoints.shape[1:], (T, 18, 2)),
+            "extra_confidence": (self.extra_confidence.shape, self.extra_keypoints.shape[:3]),
         }
         for name, (got, want) in checks.items():
             if tuple(got) != tuple(want):
@@ -79,6 +88,8 @@ class ClipAnnotation:
                 tracks=self.tracks.astype(np.float32),
                 track_visible=self.track_visible.astype(bool),
                 track_on_person=self.track_on_person.astype(bool),
+                extra_keypoints=self.extra_keypoints.astype(np.float32),
+                extra_confidence=self.extra_confidence.astype(np.float32),
             )
         return path
 
@@ -104,4 +115,6 @@ class ClipAnnotation:
                 caption=head["caption"],
                 motion_prompt=head["motion_prompt"],
                 annotators=head["annotators"],
+                extra_keypoints=z.get("extra_keypoints"),
+                extra_confidence=z.get("extra_confidence"),
             )

@@ -184,6 +184,17 @@ class FilterParams(_Strict):
     confidence_threshold: float = Field(default=0.3, ge=0, le=1)
 
 
+class PeopleParams(_Strict):
+    """Pose of real clips at the source's full resolution, several people followed, the most active
+    one the clip's subject (components.annotation.people). Synthetic clips keep the clip-level pass."""
+
+    enabled: bool = True
+    tile: int = Field(default=640, ge=64, description="seeding tile side (source px)")
+    reseed_every: int = Field(default=6, ge=1, description="frames between seeding passes")
+    max_people: int = Field(default=4, ge=1)
+    max_side: int = Field(default=2000, ge=64, description="source frames larger than this are downscaled")
+
+
 class AnnotateParams(_Strict):
     """params.yaml ``annotate`` section."""
 
@@ -191,6 +202,7 @@ class AnnotateParams(_Strict):
     output: Path = Path("data/annotate")
     reports: Path = Path("reports/annotate")
     pose: AnnotatorParams = AnnotatorParams(name="mediapipe")
+    people: PeopleParams = PeopleParams()
     mask: AnnotatorParams = AnnotatorParams(name="mediapipe")
     tracks: TrackParams = TrackParams()
     captions: CaptionParams = CaptionParams()

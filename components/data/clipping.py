@@ -86,3 +86,21 @@ def fit_frames(frames: np.ndarray, clip: ClipParams) -> np.ndarray:
     dy, dx = (H - ch) // 2, (W - cw) // 2
     out[:, dy : dy + ch, dx : dx + cw] = frames[:, sy : sy + ch, sx : sx + cw]
     return out
+
+
+def source_to_clip(src_h: int, src_w: int, clip: ClipParams) -> tuple[float, float, float, float]:
+    """(scale_x, scale_y, offset_x, offset_y) mapping source pixels to clip pixels.
+
+    ``x_clip = x_src * scale_x + offset_x`` (pixel centres at integers), the composition of the
+    resize to :func:`decode_size` and the centre crop/pad of :func:`fit_frames`. Annotators that
+    work on the full-resolution source (small people) map their keypoints back with it.
+    """
+    h, w = decode_size(src_h, src_w, clip)
+    out = []
+    for dec, src, tgt in ((w, src_w, clip.width), (h, src_h, clip.height)):
+        scale = dec / src
+        kept = min(dec, tgt)
+        shift = (tgt - kept) // 2 - (dec - kept) // 2
+        out.append((scale, 0.5 * scale - 0.5 + shift))
+    (sx, ox), (sy, oy) = out
+    return sx, sy, ox, oy

@@ -139,6 +139,7 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
 
     dec_h, dec_w = clipping.decode_size(info.height, info.width, cp)
     fit = clipping.fit_mode(info.height, info.width, cp)
+    to_clip = ",".join(f"{v:.6g}" for v in clipping.source_to_clip(info.height, info.width, cp))
     split = split_for_group(it.group or p.source_hash or it.label, params)
     base = f"{_slug(it.label)}-{(p.source_hash or '')[:8]}"
     rows = []
@@ -152,6 +153,8 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
             "source_hash": p.source_hash,
             "start_frame": span.start_frame,
             "end_frame": span.end_frame,
+            "source_frames": ",".join(map(str, span.indices)),
+            "source_to_clip": to_clip,
             "start_sec": span.start_sec,
             "end_sec": span.end_sec,
             "caption": it.caption,

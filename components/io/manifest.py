@@ -26,6 +26,8 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "source_hash": "string",  # sha256 hex of the source file bytes (null if unreadable)
     "start_frame": "Int64",  # span in source frames, [start, end)
     "end_frame": "Int64",
+    "source_frames": "string",  # comma-separated source frame index of every clip frame
+    "source_to_clip": "string",  # "sx,sy,ox,oy": x_clip = x_src*sx + ox (see clipping.source_to_clip)
     "start_sec": "Float64",
     "end_sec": "Float64",
     "caption": "string",

@@ -50,3 +50,21 @@ def test_shape_errors_name_the_field():
         ClipAnnotation(
             "x", a.keypoints, a.confidence, a.mask, a.tracks, a.track_visible, a.track_on_person[:3]
         )
+
+
+def test_other_people_round_trip_and_default_to_none(tmp_path):
+    import dataclasses
+
+    a = _ann()
+    assert a.extra_keypoints.shape == (0, 5, 18, 2) and a.extra_confidence.shape == (0, 5, 18)
+    rng = np.random.default_rng(1)
+    b = dataclasses.replace(
+        a,
+        extra_keypoints=rng.uniform(0, 20, (2, 5, 18, 2)).astype(np.float32),
+        extra_confidence=rng.uniform(0, 1, (2, 5, 18)).astype(np.float32),
+    )
+    c = ClipAnnotation.load(b.save(tmp_path / "b.npz"))
+    np.testing.assert_array_equal(c.extra_keypoints, b.extra_keypoints)
+    np.testing.assert_array_equal(c.extra_confidence, b.extra_confidence)
+    with pytest.raises(ValueError, match="extra_keypoints"):
+        dataclasses.replace(a, extra_keypoints=np.zeros((1, 4, 18, 2)), extra_confidence=np.zeros((1, 4, 18)))

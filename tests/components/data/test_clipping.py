@@ -285,3 +285,23 @@ def test_decode_and_fit_real_video(make_video, size, fit) -> None:
     if fit == "pad":
         pad = (144 - dw) // 2
         assert out[:, :, :pad].max() == 0 and out[:, :, pad : pad + dw].mean() > 40
+
+
+@pytest.mark.parametrize(("src", "fit"), [((400, 800), "crop"), ((600, 300), "pad"), ((150, 500), "crop")])
+def test_source_to_clip_maps_a_source_blob_onto_the_fitted_clip(src, fit) -> None:
+    import cv2
+
+    from components.data.clipping import source_to_clip
+
+    clip = _clip(height=96, width=144, fit=fit)
+    h, w = src
+    frame = np.zeros((h, w, 3), np.uint8)
+    xs, ys = round(w * 0.6), round(h * 0.4)
+    cv2.circle(frame, (xs, ys), max(6, h // 20), (255, 255, 255), -1)
+    dh, dw = decode_size(h, w, clip)
+    small = cv2.resize(frame, (dw, dh), interpolation=cv2.INTER_AREA)
+    out = fit_frames(small[None], clip)[0, ..., 0].astype(float)
+    yy, xx = np.mgrid[: out.shape[0], : out.shape[1]]
+    centroid = np.array([(out * xx).sum(), (out * yy).sum()]) / out.sum()
+    sx, sy, ox, oy = source_to_clip(h, w, clip)
+    assert np.allclose([xs * sx + ox, ys * sy + oy], centroid, atol=0.6)
