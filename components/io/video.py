@@ -175,7 +175,33 @@ def read_frames(
 
         full = read_frames(path, indices, fault_tol=fault_tol)
         return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in full])
-    raise VideoError("decode_error", f"decoding frames of {path} failed: {last}") from last
+    try:  # decord 0.6.0 also fails on some native sizes (72x48: the same size check); ffmpeg decodes them
+        return _read_frames_ffmpeg(Path(path), indices)
+    except Exception as exc:
+        raise VideoError("decode_error", f"decoding frames of {path} failed: {last}; ffmpeg: {exc}") from last
+
+
+def _read_frames_ffmpeg(path: Path, indices: list[int]) -> np.ndarray:
+    """Frames at ``indices`` decoded sequentially by the ffmpeg that imageio-ffmpeg ships (RGB24)."""
+    import imageio_ffmpeg
+
+    wanted = set(indices)
+    frames: dict[int, np.ndarray] = {}
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = next(gen)
+    w, h = meta["size"]
+    try:
+        for i, buf in enumerate(gen):
+            if i in wanted:
+                frames[i] = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+            if i >= max(indices):
+                break
+    finally:
+        gen.close()
+    missing = sorted(wanted - set(frames))
+    if missing:
+        raise ValueError(f"frames {missing[:5]} not in the stream")
+    return np.stack([frames[i] for i in indices])
 
 
 def write_h264(path: Path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
