@@ -1,0 +1,339 @@
+"""The ``pretrain_motion`` stage's work: split, train the VQ-VAE and the generator through the DeepSpeed
+engine, train the evaluator, measure text-to-motion metrics on the held-out split, save the model.
+
+Every figure is "our evaluator on our data": a small Guo et al.-style contrastive evaluator trained on
+the training split here, never comparable with published HumanML3D tables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from components.config.schema import PretrainMotionParams, TrainPhaseParams
+from components.motion.dataset import MotionDataset, split_by_group
+from components.motion.evaluator import EvaluatorConfig, MotionTextEvaluator, train_evaluator
+from components.motion.generator import GeneratorConfig, MotionGenerator
+from components.motion.humanml3d import features_to_joints
+from components.motion.physics import floor_penetration, foot_skate_ratio, mpjpe_mm
+from components.motion.structure import StructureModel
+from components.motion.t2m_metrics import t2m_report
+from components.motion.text_encoder import TextEncoder, build_text_encoder
+from components.motion.vqvae import MotionVQVAE, VQVAEConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PhaseResult:
+    """What one training phase reports (curves go to plots/, the rest to metrics)."""
+
+    name: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+    zero_stage: int = 0
+    world_size: int = 1
+
+
+def held_out_split(root: Path, index: list[dict[str, str]], test_fraction: float, seed: int):
+    """(train_ids, test_ids, how). Whole groups (a source clip and its mirror) stay on one side.
+
+    When the motion set records an ``action`` per motion (the ingest stage's motion set does), test
+    groups are drawn only among actions performed by at least two source clips, one group per action,
+    so that held-out prompts describe actions the model saw performed by *other* clips; actions with a
+    single clip would otherwise be unseen and unlearnable. Without action labels (HumanML3D), plain
+    group split (``split_by_group``).
+    """
+    index_file = Path(root) / "index.jsonl"
+    actions: dict[str, str] = {}
+    if index_file.is_file():
+        for line in index_file.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                if row.get("action"):
+                    actions[str(row.get("group") or row["id"])] = str(row["action"]).replace("~mirror", "")
+    groups = sorted({x["group"] for x in index})
+    if not actions or test_fraction == 0:
+        tr, te = split_by_group(index, test_fraction, seed)
+        return tr, te, "group"
+    by_action: dict[str, list[str]] = {}
+    for g in groups:
+        by_action.setdefault(actions.get(g, g), []).append(g)
+    rng = np.random.default_rng(seed)
+    n_test = max(1, math.floor(test_fraction * len(groups) + 0.5))
+    test_groups: list[str] = []
+    for action in sorted(by_action):
+        members = by_action[action]
+        if len(members) >= 2 and len(test_groups) < n_test:
+            test_groups.append(members[int(rng.integers(len(members)))])
+    if not test_groups:
+        tr, te = split_by_group(index, test_fraction, seed)
+        return tr, te, "group"
+    test = [x["id"] for x in index if x["group"] in set(test_groups)]
+    train = [x["id"] for x in index if x["group"] not in set(test_groups)]
+    return train, test, "group, stratified by action"
+
+
+def engine_config(phase: TrainPhaseParams, seed: int):
+    from components.training.engine import EngineConfig
+
+    return EngineConfig(
+        zero_stage=phase.zero_stage,
+        lr=phase.lr,
+        weight_decay=phase.weight_decay,
+        warmup_steps=phase.warmup_steps,
+        total_steps=phase.steps,
+        min_lr_ratio=phase.min_lr_ratio,
+        grad_accum=phase.grad_accum,
+        micro_batch=phase.batch_size,
+        grad_clip=phase.grad_clip,
+        checkpoint_every=phase.checkpoint_every,
+        seed=seed,
+    )
+
+
+def _train(
+    name: str,
+    model: torch.nn.Module,
+    phase: TrainPhaseParams,
+    seed: int,
+    loss_fn: Callable,
+    batches: Callable[[int], Any],
+    ckpt_dir: Path,
+    on_log: Callable[[str, int, dict[str, float]], None] | None,
+    progress: bool,
+) -> tuple[torch.nn.Module, PhaseResult]:
+    from components.training.engine import Trainer
+
+    result = PhaseResult(name)
+
+    def log_fn(step: int, logs: dict[str, float]) -> None:
+        result.history.append({"step": step, **logs})
+        if on_log is not None:
+            on_log(name, step, logs)
+
+    trainer = Trainer(model, engine_config(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
+    out = trainer.fit(batches, phase.steps, progress=progress)
+    result.seconds, result.resumed_from = out.seconds, out.resumed_from
+    result.zero_stage, result.world_size = out.zero_stage, out.world_size
+    trained = trainer.engine.module
+    trained.eval()
+    return trained, result
+
+
+def _embed_texts(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
+    return encoder.encode(list(texts)).float()
+
+
+@torch.no_grad()
+def evaluate(
+    model: StructureModel,
+    evaluator: MotionTextEvaluator,
+    test: MotionDataset,
+    params: PretrainMotionParams,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Held-out text-to-motion metrics, the GT reference row, VQ-VAE reconstruction and physics."""
+    from tqdm import tqdm
+
+    ev = params.evaluation
+    win = test.held_out_windows(test.ids, window=ev.window, stride=ev.stride)
+    feats, lengths, texts = win["features"], win["lengths"], win["texts"]
+    stats = test.stats
+    raw_gt = torch.from_numpy(stats.denormalize(feats.numpy().astype(np.float64)).astype(np.float32))
+    text_vec = evaluator.embed_text(_embed_texts(model.text_encoder, texts)).numpy()
+    gt_emb = evaluator.embed_motion(raw_gt, lengths).numpy()
+
+    # generated: one motion per held-out window text, each replication with fresh seeds
+    reps = ev.replications
+    gen_emb = np.zeros((reps, len(texts), gt_emb.shape[1]), np.float32)
+    gen_joints: list[np.ndarray] = []
+    ntok = [int(n) // model.frames_per_token for n in lengths]
+    bar = tqdm(total=reps * len(texts), desc="evaluate: generate", unit="motion", disable=not progress)
+    for r in range(reps):
+        batch_raw = torch.zeros_like(raw_gt)
+        for i, (text, n) in enumerate(zip(texts, ntok, strict=True)):
+            codes = model.sample_tokens(
+                text, n * model.frames_per_token, seed=params.seed + 1000 * r + i,
+                guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature, fill="continue",
+            )  # fmt: skip
+            f = model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy()
+            raw = stats.denormalize(f).astype(np.float32)
+            m = min(len(raw), batch_raw.shape[1])
+            batch_raw[i, :m] = torch.from_numpy(raw[:m])
+            if r == 0:
+                gen_joints.append(np.asarray(features_to_joints(raw.astype(np.float64))))
+            bar.update()
+        gen_emb[r] = evaluator.embed_motion(batch_raw, lengths).numpy()
+    bar.close()
+
+    # MultiModality: several generations for each of a few prompts
+    prompts = list(dict.fromkeys(texts))[: ev.mm_prompts]
+    mm = np.zeros((len(prompts), ev.mm_samples, gt_emb.shape[1]), np.float32)
+    n_mm = int(lengths.max()) // model.frames_per_token
+    for p, text in enumerate(prompts):
+        rows = torch.zeros((ev.mm_samples, n_mm * model.frames_per_token, raw_gt.shape[-1]))
+        for k in range(ev.mm_samples):
+            codes = model.sample_tokens(
+                text, n_mm * model.frames_per_token, seed=params.seed + 7919 * (k + 1) + p,
+                guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature, fill="continue",
+            )  # fmt: skip
+            f = stats.denormalize(model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy())
+            rows[k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: rows.shape[1]]
+        mm[p] = evaluator.embed_motion(rows, torch.full((ev.mm_samples,), rows.shape[1])).numpy()
+
+    report = t2m_report(
+        text_vec, gt_emb, gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
+        replications=reps, seed=params.seed,
+    )  # fmt: skip
+
+    # VQ-VAE reconstruction of the held-out windows, in joint space
+    recon = model.vqvae(feats, lengths)["recon"].double().numpy()
+    errs, gt_joints = [], []
+    for i, n in enumerate(lengths.tolist()):
+        true_j = np.asarray(features_to_joints(stats.denormalize(feats[i, :n].double().numpy())))
+        pred_j = np.asarray(features_to_joints(stats.denormalize(recon[i, :n])))
+        errs.append(mpjpe_mm(pred_j, true_j))
+        gt_joints.append(true_j)
+    report["recon_mpjpe_mm"] = float(np.mean(errs))
+
+    def physics(joints: list[np.ndarray], prefix: str) -> dict[str, float]:
+        skate = [foot_skate_ratio(j) for j in joints if len(j) >= 3]
+        pen = [floor_penetration(j) for j in joints]
+        return {
+            f"{prefix}foot_skate_ratio": float(np.mean(skate)) if skate else None,
+            f"{prefix}floor_penetration_m": float(np.mean([p.mean_depth_m for p in pen])),
+            f"{prefix}floor_penetration_frames": float(np.mean([p.frame_ratio for p in pen])),
+        }
+
+    report.update(physics(gen_joints, ""))
+    report.update(physics(gt_joints, "gt_"))
+    report["eval_samples"] = len(texts)
+    report["eval_motions"] = len(test.ids)
+    report["chance_r_precision_top3"] = 3 / 32
+    return report
+
+
+def train_and_evaluate(
+    params: PretrainMotionParams,
+    checkpoints: Path,
+    on_log: Callable[[str, int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> tuple[StructureModel, dict[str, Any], list[PhaseResult], MotionTextEvaluator]:
+    """Everything but writing the outputs; returns the model, metrics, curves and the evaluator.
+    Training checkpoints go to ``checkpoints`` (a rerun resumes from the latest complete one)."""
+    t0 = time.perf_counter()
+    torch.manual_seed(params.seed)
+    vq_cfg, gen_cfg = VQVAEConfig(**params.vqvae), GeneratorConfig(**params.generator)
+    fpt = vq_cfg.frames_per_token
+    full = MotionDataset(params.input, params.window, frames_per_token=fpt, text_source=params.text_source)
+    train_ids, test_ids, how = held_out_split(full.root, full.index, params.test_fraction, params.seed)
+    train = full.subset(train_ids)
+    test = full.subset(test_ids) if test_ids else None
+    encoder = build_text_encoder(params.text_encoder.name, params.text_encoder.path)
+    seed = params.seed
+
+    def vq_loss(module, batch):
+        out = module(batch["features"], batch["lengths"])
+        return out["loss"], {
+            "recon": float(out["recon_loss"]),
+            "commit": float(out["commit_loss"]),
+            "velocity": float(out["velocity_loss"]),
+            "perplexity": float(out["perplexity"]),
+        }
+
+    def vq_batches(step: int):
+        return train.batch(step, params.train_vqvae.batch_size, seed=seed)
+
+    vq, vq_res = _train(
+        "vqvae", MotionVQVAE(vq_cfg), params.train_vqvae, seed, vq_loss, vq_batches,
+        checkpoints / "vqvae", on_log, progress,
+    )  # fmt: skip
+    for p in vq.parameters():
+        p.requires_grad_(False)
+
+    def gen_batches(step: int):
+        b = train.batch(step, params.train_generator.batch_size, seed=seed + 1)
+        with torch.no_grad():
+            b["codes"] = vq.encode(b["features"])
+        b["text_emb"] = _embed_texts(encoder, b["texts"])
+        return b
+
+    def gen_loss(module, batch):
+        out = module(batch["codes"], batch["lengths"] // fpt, batch["text_emb"], batch["ends"])
+        return out["loss"], {"accuracy": float(out["accuracy"])}
+
+    gen, gen_res = _train(
+        "generator", MotionGenerator(gen_cfg), params.train_generator, seed, gen_loss, gen_batches,
+        checkpoints / "generator", on_log, progress,
+    )  # fmt: skip
+    model = StructureModel(
+        vq, gen, full.stats, params.text_encoder.name,
+        None if params.text_encoder.path is None else str(params.text_encoder.path),
+        window=params.window, text_encoder=encoder,
+    )  # fmt: skip
+
+    # the evaluator learns on the training split only (raw features; it normalises inside)
+    ev = params.evaluation
+    evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)
+
+    def eval_batches(step: int):
+        b = train.batch(step, ev.evaluator_batch, seed=seed + 2)
+        raw = full.stats.denormalize(b["features"].numpy().astype(np.float64)).astype(np.float32)
+        return {
+            "features": torch.from_numpy(raw),
+            "lengths": b["lengths"],
+            "text_emb": _embed_texts(encoder, b["texts"]),
+        }
+
+    eval_curve = train_evaluator(
+        evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed, progress=progress
+    )
+    phases = [
+        vq_res,
+        gen_res,
+        PhaseResult("evaluator", [{"step": i + 1, "loss": v} for i, v in enumerate(eval_curve)]),
+    ]
+
+    metrics: dict[str, Any] = {
+        "split": how,
+        "train_motions": len(train_ids),
+        "test_motions": len(test_ids),
+        "evaluator": "ours (contrastive, trained on our training split)",
+    }
+    if test is not None:
+        metrics.update(evaluate(model, evaluator, test, params, progress=progress))
+        # the same metrics on training windows show the fit, never to be read as generalisation
+        fit = evaluate(
+            model,
+            evaluator,
+            train,
+            params.model_copy(update={"evaluation": ev.model_copy(update={"replications": 2})}),
+        )
+        metrics.update(
+            {
+                f"train_{k}": fit[k]
+                for k in ("r_precision_top1", "r_precision_top3", "fid", "gt_r_precision_top3")
+            }
+        )
+    metrics.update(
+        {
+            "vqvae_final_loss": vq_res.history[-1]["loss"] if vq_res.history else None,
+            "generator_final_loss": gen_res.history[-1]["loss"] if gen_res.history else None,
+            "zero_stage": vq_res.zero_stage,
+            "world_size": vq_res.world_size,
+            "resumed_from": gen_res.resumed_from or vq_res.resumed_from,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
+    return model, metrics, phases, evaluator

@@ -1,0 +1,713 @@
+"""One DeepSpeed ZeRO training loop for every stage that trains (``pretrain_motion``, ``train_dit``).
+
+What it does and why:
+
+- **Process group.** Under ``torchrun``/``deepspeed`` the launcher's environment is used. Launched
+  as a plain ``python`` process (no ``RANK``/``WORLD_SIZE``), a 1-process group is set up on
+  127.0.0.1 and a free port, so the same code path (and the same ZeRO partitioning code) runs on a
+  laptop. DeepSpeed picks its CPU accelerator with the ``gloo`` backend when there is no GPU.
+- **Optimizer.** Always AdamW handed to DeepSpeed as a client optimizer: ``torch.optim.AdamW``,
+  except with ``offload`` on a GPU, where DeepSpeed's ``DeepSpeedCPUAdam`` (JIT-compiled C++ on
+  first use) does the CPU-side update. DeepSpeed's ``FusedAdam`` needs CUDA and is not used. On the
+  CPU accelerator ``offload`` keeps ``torch.optim.AdamW`` (``zero_force_ds_cpu_optimizer: false``):
+  offloading from CPU to CPU changes nothing numerically and avoids the C++ build. Weight decay
+  applies to matrices only (``ndim >= 2``), not to biases and norm scales.
+- **Frozen parts.** Only ``requires_grad`` parameters reach the optimizer. Frozen models used
+  around the trainable one (text encoder, VAE, tracker) should live *outside* the engine: keep
+  them in the loss function's closure; ``loss_fn(engine, batch)`` receives the DeepSpeed engine
+  (call it like the model) and the batch. With ZeRO-3 every parameter inside the engine module is
+  partitioned across ranks, so a module that still holds frozen parameters is refused there.
+- **Schedule.** Linear warmup then cosine decay to ``min_lr_ratio`` (``schedule.py``), stepped by
+  DeepSpeed once per optimizer update; gradient accumulation and clipping are DeepSpeed's own
+  (``gradient_accumulation_steps``, ``gradient_clipping``).
+- **Exact resume.** ``batches(global_micro_step)`` decides the data, checkpoints carry the
+  optimizer, scheduler, step and every rank's RNG states (``checkpoint.py``), so a run killed at
+  any point and restarted ends with the same weights as an uninterrupted run.
+
+ZeRO settings verified on the CPU accelerator (DeepSpeed 0.19.8, torch 2.13, gloo), single process
+and ``torchrun --nproc_per_node 2``: stage 2 and stage 3 with ``overlap_comm`` and
+``contiguous_gradients`` on, with and without ``offload_optimizer``/``offload_param`` to ``cpu``
+(``pin_memory`` is accepted); fp32 and bf16. The templates in ``infra/deepspeed/`` hold them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from components.io.atomic import atomic_path
+from components.training import checkpoint as ckpt
+from components.training.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, float]]]
+LogFn = Callable[[int, dict[str, float]], None]
+
+_LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_SELF_WORLD_VAR = "MOSA_SELF_WORLD"
+_RESERVED_METRICS = ("step", "loss", "lr", "grad_norm")
+# Settings that may change between a checkpoint and its resume without changing the result.
+_RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "gradient_checkpointing"})
+_BUCKET = 50_000_000  # elements; DeepSpeed's 5e8 default is sized for large GPUs
+
+ZERO_SETTINGS: dict[int, dict[str, Any]] = {
+    0: {},
+    1: {},
+    2: {
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_scatter": True,
+        "allgather_partitions": True,
+        "reduce_bucket_size": _BUCKET,
+        "allgather_bucket_size": _BUCKET,
+    },
+    3: {
+        "overlap_comm": True,
+        "contiguous_gradients": True,
+        "reduce_bucket_size": _BUCKET,
+        "stage3_prefetch_bucket_size": _BUCKET,
+        "stage3_param_persistence_threshold": 100_000,
+        "stage3_max_live_parameters": 1_000_000_000,
+        "stage3_max_reuse_distance": 1_000_000_000,
+        "stage3_gather_16bit_weights_on_model_save": False,
+    },
+}
+
+
+class EngineConfig(BaseModel):
+    """Training-engine settings shared by every training stage (one params.yaml sub-section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload: bool = Field(False, description="ZeRO-Offload: optimizer (and with stage 3 parameters) on CPU")
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    total_steps: int = Field(gt=0, description="length of the LR schedule in optimizer updates")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of lr")
+    grad_accum: int = Field(1, ge=1)
+    micro_batch: int = Field(ge=1, description="samples per rank per micro-step (the batch callable's)")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null = no clipping")
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    checkpoint_every: int = Field(0, ge=0, description="optimizer updates between checkpoints; 0 = end only")
+    keep_checkpoints: int = Field(2, ge=1)
+    seed: int = Field(0, ge=0)
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EngineConfig:
+        if self.warmup_steps > self.total_steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must not exceed total_steps ({self.total_steps})"
+            )
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if self.offload and self.zero_stage == 0:
+            raise ValueError("offload needs zero_stage 1, 2 or 3 (ZeRO-Offload); set offload: false")
+        return self
+
+
+# ---------------------------------------------------------------- DeepSpeed config
+
+
+def _on_cpu_accelerator() -> bool:
+    from deepspeed.accelerator import get_accelerator
+
+    return get_accelerator().device_name() == "cpu"
+
+
+def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
+    """``auto`` means fp32 on the CPU accelerator and bf16 on a GPU that supports it."""
+    if precision in ("fp32", "bf16"):
+        return precision  # type: ignore[return-value]
+    if precision != "auto":
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    from deepspeed.accelerator import get_accelerator
+
+    acc = get_accelerator()
+    return "bf16" if acc.device_name() != "cpu" and acc.is_bf16_supported() else "fp32"
+
+
+def build_ds_config(cfg: EngineConfig) -> dict[str, Any]:
+    """The DeepSpeed config dict for ``cfg`` (the same settings as ``infra/deepspeed/*.json``)."""
+    zero: dict[str, Any] = {"stage": cfg.zero_stage, **ZERO_SETTINGS[cfg.zero_stage]}
+    if cfg.offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if cfg.zero_stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    return {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": cfg.grad_clip if cfg.grad_clip is not None else 0.0,
+        "bf16": {"enabled": resolve_precision(cfg.precision) == "bf16"},
+        "zero_optimization": zero,
+        "zero_force_ds_cpu_optimizer": not _on_cpu_accelerator(),
+        "wall_clock_breakdown": False,
+    }
+
+
+def load_ds_template(path: Path | str, cfg: EngineConfig) -> dict[str, Any]:
+    """Read a DeepSpeed JSON template and fill its ``"auto"`` values from ``cfg``.
+
+    Values the EngineConfig owns (batch sizes, clipping, precision, ZeRO stage, offload) must be
+    ``"auto"`` or agree with ``cfg``; everything else (bucket sizes, overlap, ...) comes from the
+    template. ``optimizer``/``scheduler`` blocks are refused: the Trainer builds both.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(raw).__name__}")
+    for key in ("optimizer", "scheduler"):
+        if key in raw:
+            raise ValueError(
+                f"{path}: remove the '{key}' block; the Trainer builds AdamW and the warmup-cosine "
+                "schedule from EngineConfig (lr, betas, eps, weight_decay, warmup_steps, ...)"
+            )
+    if raw.get("train_batch_size") == "auto":
+        del raw["train_batch_size"]  # DeepSpeed derives it from micro batch x accumulation x ranks
+    expected = build_ds_config(cfg)
+    owned = {
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+        "bf16.enabled",
+        "zero_optimization.stage",
+        "zero_force_ds_cpu_optimizer",
+    }
+    filled = _fill_auto(raw, expected, owned, path, prefix="")
+    zero = filled.get("zero_optimization", {})
+    offloaded = str(zero.get("offload_optimizer", {}).get("device", "none")).lower() not in ("none", "")
+    if offloaded != cfg.offload:
+        raise ValueError(
+            f"{path}: zero_optimization.offload_optimizer is {'on' if offloaded else 'off'} but "
+            f"EngineConfig.offload is {cfg.offload}; use the matching template (*_offload.json or not)"
+        )
+    return filled
+
+
+def _fill_auto(raw: Any, expected: Any, owned: set[str], path: Path, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        return raw
+    out = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        want = expected.get(key) if isinstance(expected, dict) else None
+        if value == "auto":
+            if want is None and dotted not in owned:
+                raise ValueError(f"{path}: '{dotted}' is 'auto' but EngineConfig has no value for it; set it")
+            out[key] = want
+        elif isinstance(value, dict):
+            out[key] = _fill_auto(value, want if isinstance(want, dict) else {}, owned, path, dotted + ".")
+        else:
+            if dotted in owned and value != want:
+                raise ValueError(
+                    f"{path}: '{dotted}' is {value!r} but EngineConfig gives {want!r}; "
+                    'set it to "auto" or change the engine config'
+                )
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- process group and seeds
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _inherited_self_world() -> bool:
+    """True if the launcher variables were inherited from a parent that made itself a 1-rank world.
+
+    They point at the parent's store; a real launcher (torchrun, deepspeed) always sets its own
+    MASTER_PORT, which cannot be the port the parent still holds.
+    """
+    mark = os.environ.get(_SELF_WORLD_VAR, "")
+    pid, _, port = mark.partition(":")
+    return bool(mark) and pid != str(os.getpid()) and os.environ.get("MASTER_PORT") == port
+
+
+def ensure_distributed() -> tuple[int, int]:
+    """Initialise DeepSpeed's process group once; returns ``(rank, world_size)``.
+
+    Without launcher variables this process becomes a 1-rank world on 127.0.0.1 and a free port:
+    ``RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR MASTER_PORT`` are set in its environment (DeepSpeed
+    reads ``LOCAL_RANK`` from there during training), marked with ``MOSA_SELF_WORLD=<pid>:<port>``
+    so a child process that inherits them makes its own world instead of joining this one.
+    """
+    import deepspeed
+    from deepspeed.accelerator import get_accelerator
+
+    if not dist.is_initialized():
+        if _inherited_self_world():
+            for key in (*_LAUNCH_ENV, _SELF_WORLD_VAR):
+                os.environ.pop(key, None)
+        present = [k for k in _LAUNCH_ENV if k in os.environ]
+        if not present:
+            port = str(_free_port())
+            os.environ.update(
+                {
+                    "RANK": "0",
+                    "WORLD_SIZE": "1",
+                    "LOCAL_RANK": "0",
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": port,
+                }
+            )
+            os.environ[_SELF_WORLD_VAR] = f"{os.getpid()}:{port}"
+        elif len(present) < len(_LAUNCH_ENV):
+            missing = [k for k in _LAUNCH_ENV if k not in os.environ]
+            raise RuntimeError(
+                f"launcher environment is incomplete: {', '.join(present)} set but {', '.join(missing)} "
+                "missing; launch with torchrun/deepspeed, or unset them all for a single process"
+            )
+    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(), verbose=False)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide DeepSpeed's INFO chatter and torch's per-step deprecation notices; keep errors."""
+    ds_logger = logging.getLogger("DeepSpeed")
+    level = ds_logger.level
+    ds_logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r".*reduce_scatter_tensor.* is deprecated", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning
+        )
+        try:
+            yield
+        finally:
+            ds_logger.setLevel(level)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, Mapping):
+        return type(obj)({k: _to_device(v, device) for k, v in obj.items()})
+    if isinstance(obj, tuple | list):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+def _checked(config: dict[str, Any], cfg: EngineConfig) -> dict[str, Any]:
+    """A caller's DeepSpeed config must agree with the EngineConfig on what the loop relies on."""
+    pairs = {
+        "zero_optimization.stage": (config.get("zero_optimization", {}).get("stage", 0), cfg.zero_stage),
+        "train_micro_batch_size_per_gpu": (config.get("train_micro_batch_size_per_gpu"), cfg.micro_batch),
+        "gradient_accumulation_steps": (config.get("gradient_accumulation_steps", 1), cfg.grad_accum),
+        "bf16.enabled": (
+            bool(config.get("bf16", {}).get("enabled", False)),
+            resolve_precision(cfg.precision) == "bf16",
+        ),
+    }
+    bad = [
+        f"{k} is {got!r} but EngineConfig gives {want!r}" for k, (got, want) in pairs.items() if got != want
+    ]
+    if bad:
+        raise ValueError(
+            f"ds_config disagrees with the engine config: {'; '.join(bad)}; build it with load_ds_template"
+        )
+    return config
+
+
+def _enable_gradient_checkpointing(model: nn.Module) -> None:
+    for name in ("gradient_checkpointing_enable", "enable_gradient_checkpointing"):
+        fn = getattr(model, name, None)
+        if callable(fn):
+            fn()
+            return
+    raise ValueError(
+        f"gradient_checkpointing is true but {type(model).__name__} has neither "
+        "gradient_checkpointing_enable() (transformers) nor enable_gradient_checkpointing() (diffusers); "
+        "add one that wraps its blocks with torch.utils.checkpoint, or set gradient_checkpointing: false"
+    )
+
+
+def _build_optimizer(model: nn.Module, cfg: EngineConfig) -> torch.optim.Optimizer:
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        g
+        for g in (
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        )
+        if g["params"]
+    ]
+    kwargs = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "weight_decay": cfg.weight_decay}
+    if cfg.offload and not _on_cpu_accelerator():
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, adamw_mode=True, **kwargs)
+    return torch.optim.AdamW(groups, **kwargs)
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+@dataclass
+class TrainResult:
+    """What a ``fit`` did. ``losses`` holds one record per optimizer update since step 0 (those before a
+    resume come from the checkpoint); ``checkpoints`` names the ones this call wrote."""
+
+    steps: int
+    losses: list[dict[str, float]]
+    resumed_from: int | None
+    seconds: float
+    zero_stage: int
+    world_size: int
+    checkpoints: list[str] = field(default_factory=list)
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.losses[-1]["loss"] if self.losses else None
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Flat numbers for a stage's metrics file."""
+        return {
+            "steps": self.steps,
+            "final_loss": self.final_loss,
+            "resumed_from": self.resumed_from,
+            "train_seconds": round(self.seconds, 3),
+            "zero_stage": self.zero_stage,
+            "world_size": self.world_size,
+        }
+
+
+class Trainer:
+    """DeepSpeed engine + loop + checkpoints for one model.
+
+    ``loss_fn(engine, batch) -> (loss, metrics)`` computes a scalar loss for one micro-batch
+    (already moved to the engine's device; dtype casts are the loss function's business, see
+    ``dtype``). Call the engine like the model: under ZeRO-3 only its forward gathers the
+    partitioned parameters. ``metrics`` values are averaged over the micro-steps of an update;
+    ``loss`` is also averaged over ranks. ``log_fn(step, record)`` runs on rank 0 after each update.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: EngineConfig,
+        loss_fn: LossFn,
+        ckpt_dir: Path | str | None = None,
+        log_fn: LogFn | None = None,
+        ds_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        import deepspeed
+
+        if not isinstance(cfg, EngineConfig):
+            raise TypeError(f"cfg must be an EngineConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.loss_fn = loss_fn
+        self.log_fn = log_fn
+        self.ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else None
+        self._rank, self._world_size = ensure_distributed()
+        self.precision = resolve_precision(cfg.precision)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(
+                f"{type(model).__name__} has no parameter with requires_grad=True: nothing to train"
+            )
+        frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+        if cfg.zero_stage == 3 and frozen:
+            shown = ", ".join(frozen[:5]) + (f" (+{len(frozen) - 5} more)" if len(frozen) > 5 else "")
+            raise ValueError(
+                f"zero_stage 3 would partition the frozen parameters {shown} across ranks; keep frozen "
+                "models outside the trained module (hold them in the loss function's closure), "
+                "or use zero_stage 2"
+            )
+        if cfg.gradient_checkpointing:
+            _enable_gradient_checkpointing(model)
+        config = build_ds_config(cfg) if ds_config is None else _checked(dict(ds_config), cfg)
+        optimizer = _build_optimizer(model, cfg)
+        scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
+        with _quiet():
+            self.engine, _, _, _ = deepspeed.initialize(
+                model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+            )
+        seed_everything(cfg.seed + self._rank)
+        self._step = 0
+        self._history: list[dict[str, float]] = []
+        self._saved: list[str] = []
+        self._last_saved: int | None = None
+
+    # -- identity
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    @property
+    def is_rank0(self) -> bool:
+        return self._rank == 0
+
+    @property
+    def step(self) -> int:
+        """Optimizer updates done so far (restored by ``resume``)."""
+        return self._step
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.engine.device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the module's parameters (bfloat16 when precision resolves to bf16)."""
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    # -- training
+
+    def fit(
+        self,
+        batches: Callable[[int], Any],
+        steps: int | None = None,
+        progress: bool = True,
+        resume: bool = True,
+    ) -> TrainResult:
+        """Train until ``steps`` optimizer updates (default ``cfg.total_steps``) are done.
+
+        ``batches(i)`` returns this rank's micro-batch for global micro-step ``i`` (update ``s``
+        uses ``i = s * grad_accum + k``), so a resumed run sees exactly the data it would have seen.
+        With ``resume`` and a ``ckpt_dir`` the newest complete checkpoint is loaded first.
+        """
+        steps = self.cfg.total_steps if steps is None else steps
+        if not 0 < steps <= self.cfg.total_steps:
+            raise ValueError(
+                f"steps must be in 1..total_steps ({self.cfg.total_steps}), got {steps}; "
+                "raise total_steps to train longer (it sets the LR schedule)"
+            )
+        t0 = time.perf_counter()
+        if not resume and self._step == 0 and self.ckpt_dir is not None:
+            earlier = ckpt.complete_checkpoints(self.ckpt_dir)
+            if earlier:
+                raise ValueError(
+                    f"{self.ckpt_dir} holds checkpoints of an earlier run (up to {earlier[-1].path.name}); "
+                    "resume from them, or give this run an empty ckpt_dir"
+                )
+        resumed_from = self.resume() if resume and self.ckpt_dir is not None else None
+        n_saved = len(self._saved)
+        if self._step > steps:
+            log.warning("checkpoint is at step %d, beyond the %d requested: nothing to do", self._step, steps)
+        start = self._step
+        every = self.cfg.checkpoint_every
+        show = progress and self.is_rank0
+        bar = tqdm(total=steps, initial=min(start, steps), desc="train", unit="step", disable=not show)
+        with _quiet(), bar:
+            while self._step < steps:
+                record = self._update(batches)
+                self._history.append(record)
+                if self.is_rank0 and self.log_fn is not None:
+                    self.log_fn(self._step, dict(record))
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{record['lr']:.3g}")
+                if self.ckpt_dir is not None and every and self._step % every == 0:
+                    self.save_checkpoint()
+            if self.ckpt_dir is not None and self._step > start and self._last_saved != self._step:
+                self.save_checkpoint()
+        return TrainResult(
+            steps=self._step,
+            losses=list(self._history),
+            resumed_from=resumed_from,
+            seconds=time.perf_counter() - t0,
+            zero_stage=self.cfg.zero_stage,
+            world_size=self._world_size,
+            checkpoints=self._saved[n_saved:],
+        )
+
+    def _update(self, batches: Callable[[int], Any]) -> dict[str, float]:
+        """One optimizer update: ``grad_accum`` forward/backward micro-steps, then DeepSpeed's step."""
+        engine = self.engine
+        ga = self.cfg.grad_accum
+        lr = float(engine.get_lr()[0])
+        loss_sum = 0.0
+        sums: dict[str, float] = {}
+        for k in range(ga):
+            micro = self._step * ga + k
+            batch = _to_device(batches(micro), self.device)
+            loss, metrics = self.loss_fn(engine, batch)
+            if not isinstance(loss, Tensor) or loss.numel() != 1:
+                raise TypeError(f"loss_fn must return a scalar tensor first, got {type(loss).__name__}")
+            value = float(loss.detach().float())
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"loss is {value} at update {self._step + 1} (micro-step {micro}); "
+                    "lower lr or check the data"
+                )
+            engine.backward(loss)
+            engine.step()
+            loss_sum += value
+            for name, v in metrics.items():
+                if name in _RESERVED_METRICS:
+                    raise ValueError(f"loss_fn metric name {name!r} is reserved; rename it")
+                sums[name] = sums.get(name, 0.0) + float(v)
+        self._step += 1
+        if engine.global_steps != self._step:
+            raise RuntimeError(
+                f"DeepSpeed made {engine.global_steps} optimizer steps where {self._step} were expected "
+                "(a skipped update or an accumulation boundary out of step)"
+            )
+        loss_mean = loss_sum / ga
+        if self._world_size > 1:
+            t = torch.tensor([loss_mean], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t)
+            loss_mean = float(t.item()) / self._world_size
+        record: dict[str, float] = {"step": self._step, "loss": loss_mean, "lr": lr}
+        grad_norm = engine.get_global_grad_norm()
+        if grad_norm is not None:
+            record["grad_norm"] = float(grad_norm)
+        record.update({name: v / ga for name, v in sums.items()})
+        return record
+
+    # -- checkpoints
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "world_size": self._world_size,
+            "zero_stage": self.cfg.zero_stage,
+            "precision": self.precision,
+            "engine_config": self.cfg.model_dump(mode="json"),
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Collective: write a complete checkpoint of the current step into ``ckpt_dir``."""
+        if self.ckpt_dir is None:
+            raise ValueError("this Trainer has no ckpt_dir; pass one to save checkpoints")
+        client = {"mosa_step": self._step, "mosa_history": self._history}
+        with _quiet():
+            path = ckpt.save(
+                self.engine, self.ckpt_dir, self._step, client, self._meta(), self.cfg.keep_checkpoints
+            )
+        self._saved.append(path.name)
+        self._last_saved = self._step
+        return path
+
+    def _check_resumable(self, info: ckpt.CheckpointInfo) -> None:
+        meta, now = info.meta, self._meta()
+        problems = [
+            f"{key}: checkpoint {meta.get(key)!r}, now {now[key]!r}"
+            for key in ("world_size", "zero_stage", "precision")
+            if meta.get(key) != now[key]
+        ]
+        old_cfg = meta.get("engine_config", {})
+        problems += [
+            f"{key}: checkpoint {old_cfg.get(key)!r}, now {value!r}"
+            for key, value in now["engine_config"].items()
+            if key not in _RESUME_FREE and old_cfg.get(key) != value
+        ]
+        if problems:
+            raise ValueError(
+                f"cannot resume from {info.path}: it was written with other settings "
+                f"({'; '.join(problems)}). "
+                f"Restore those settings, or start fresh with another ckpt_dir (or delete {info.path.parent})"
+            )
+
+    def resume(self) -> int | None:
+        """Collective: load the newest complete checkpoint; returns its step, or None if none."""
+        if self.ckpt_dir is None:
+            return None
+        with _quiet():
+            loaded = ckpt.load(self.engine, self.ckpt_dir, validate=self._check_resumable)
+        if loaded is None:
+            return None
+        info, client = loaded
+        self._step = int(client.get("mosa_step", info.step))
+        self._history = list(client.get("mosa_history", []))
+        self._last_saved = self._step
+        if self.is_rank0:
+            log.info("resumed from %s (step %d)", info.path, self._step)
+        return self._step
+
+    # -- weights
+
+    def full_state_dict(self) -> dict[str, Tensor]:
+        """Collective: the module's complete fp32 state dict on every rank (CPU tensors).
+
+        Trainable parameters come from the optimizer's fp32 master copies (so bf16 training exports
+        fp32), gathered across ranks under ZeRO; other parameters and buffers from the module.
+        """
+        from deepspeed.runtime.zero import GatheredParameters
+        from deepspeed.utils import safe_get_full_fp32_param
+
+        module = self.engine.module
+        keys = set(module.state_dict(keep_vars=True).keys())
+        out: dict[str, Tensor] = {}
+        upcast = []
+        with _quiet():
+            for name, p in module.named_parameters(remove_duplicate=False):
+                full = safe_get_full_fp32_param(p) if p.requires_grad else None
+                if full is None:
+                    with GatheredParameters([p], enabled=hasattr(p, "ds_id")):
+                        full = p.detach().clone()
+                    if p.requires_grad and p.dtype != torch.float32:
+                        upcast.append(name)
+                if name in keys:
+                    out[name] = full.detach().to("cpu", torch.float32).contiguous().clone()
+            for name, b in module.named_buffers(remove_duplicate=False):
+                if name in keys:
+                    b = b.detach().to("cpu")
+                    out[name] = (b.float() if b.is_floating_point() else b).contiguous().clone()
+        if upcast and self.is_rank0:
+            log.warning(
+                "no fp32 master copy for %d trained parameters (e.g. %s; zero_stage 0 with bf16): "
+                "exporting their %s values upcast",
+                len(upcast),
+                upcast[0],
+                self.precision,
+            )
+        return out
+
+    def export_weights(self, path: Path | str) -> None:
+        """Collective: write the fp32 state dict as safetensors (rank 0 writes, atomically)."""
+        from safetensors.torch import save_file
+
+        state = self.full_state_dict()
+        if self.is_rank0:
+            meta = {
+                "step": str(self._step),
+                "zero_stage": str(self.cfg.zero_stage),
+                "precision": self.precision,
+            }
+            with atomic_path(path) as tmp:
+                save_file(state, str(tmp), metadata=meta)
+        if dist.is_initialized():
+            dist.barrier()

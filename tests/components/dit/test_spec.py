@@ -1,0 +1,77 @@
+"""Backbone registry, tiny config validation and the shared shape/range checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from components.dit.spec import SPECS, BackboneSpec, TinyConfig, check_model_folder, get_spec
+
+
+def test_registry_lists_both_backbones_with_their_objectives() -> None:
+    assert sorted(SPECS) == ["cogvideox", "wan"]
+    assert len(SPECS) == 2
+    assert get_spec("cogvideox").objective == "v_prediction"
+    assert get_spec("wan").objective == "flow_matching"
+    assert get_spec("wan") is SPECS["wan"]
+    for name in SPECS:
+        assert isinstance(get_spec(name), BackboneSpec)
+        assert get_spec(name).name == name
+
+
+def test_unknown_backbone_error_lists_known_names() -> None:
+    with pytest.raises(KeyError, match="cogvideox, wan"):
+        get_spec("hunyuan")
+
+
+def test_tiny_config_rejects_unknown_keys_and_odd_head_dim() -> None:
+    with pytest.raises(ValidationError, match="n_layers"):
+        TinyConfig(n_layers=3)
+    with pytest.raises(ValidationError, match="head_dim must be even"):
+        TinyConfig(head_dim=15)
+    assert TinyConfig().text_dim == 384
+
+
+@pytest.mark.parametrize("name", ["cogvideox", "wan"])
+def test_latent_shape_of_default_clip(name: str) -> None:
+    assert get_spec(name).latent_shape(17, 96, 144) == (5, 16, 12, 18)
+    assert get_spec(name).latent_shape(49, 480, 720, latent_channels=16) == (13, 16, 60, 90)
+
+
+def test_frame_rules_differ_per_backbone() -> None:
+    assert get_spec("wan").latent_shape(13, 96, 144, latent_channels=4) == (4, 4, 12, 18)
+    with pytest.raises(ValueError, match="8N\\+1"):
+        get_spec("cogvideox").latent_shape(13, 96, 144)
+    with pytest.raises(ValueError, match="4N\\+1"):
+        get_spec("wan").latent_shape(16, 96, 144)
+
+
+def test_latent_shape_names_bad_size() -> None:
+    with pytest.raises(ValueError, match="height must be a positive multiple of 16"):
+        get_spec("cogvideox").latent_shape(17, 100, 144)
+    with pytest.raises(ValueError, match="width"):
+        get_spec("wan").latent_shape(17, 96, 150)
+
+
+def test_check_video_shape_and_range() -> None:
+    BackboneSpec.check_video(torch.zeros(1, 3, 5, 8, 8), "t")
+    with pytest.raises(ValueError, match=r"\[B,3,F,H,W\]"):
+        BackboneSpec.check_video(torch.zeros(1, 4, 5, 8, 8), "t")
+    with pytest.raises(ValueError, match=r"127\.5"):
+        BackboneSpec.check_video(torch.full((1, 3, 5, 8, 8), 255.0), "t")
+
+
+def test_batch_timesteps_broadcasts_scalars_and_checks_batch() -> None:
+    t = BackboneSpec.batch_timesteps(torch.tensor(7), 3, torch.device("cpu"))
+    assert t.tolist() == [7, 7, 7]
+    with pytest.raises(ValueError, match=r"\[B\] = \[3\]"):
+        BackboneSpec.batch_timesteps(torch.tensor([1, 2]), 3, torch.device("cpu"))
+
+
+def test_model_folder_check_names_missing_parts(tmp_path) -> None:
+    (tmp_path / "transformer").mkdir()
+    with pytest.raises(FileNotFoundError, match="missing: vae, scheduler"):
+        check_model_folder(tmp_path, "CogVideoX", "x")
+    with pytest.raises(FileNotFoundError, match="missing: folder"):
+        check_model_folder(tmp_path / "nope", "CogVideoX", "x")
