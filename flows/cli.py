@@ -99,6 +99,32 @@ def _motion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_memory(args: argparse.Namespace) -> int:
+    """Per-GPU memory plan of a GPU profile, built on the meta device (no weights needed)."""
+    from components.training.plan import format_plan, load_profile, plan_memory
+
+    profile = load_profile(args.profile)
+    plan = plan_memory(profile, gpus=args.gpus, zero=args.zero)
+    print(format_plan(plan, profile))
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    """The `dvc exp run` command that switches the pipeline to a GPU profile."""
+    import shlex
+
+    from components.training.plan import load_profile
+
+    profile = load_profile(args.profile)
+    def value(v) -> str:
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    sets = " ".join(f"-S {shlex.quote(f'{k}={value(v)}')}" for k, v in profile.overrides.items())
+    print(f"# {profile.profile}: {profile.description}")
+    print(f"dvc exp run {sets}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mosa", description="MoSA pipeline command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=384)
     p.set_defaults(func=_motion)
+
+    p = sub.add_parser("plan-memory", help="per-GPU memory plan of a GPU profile (meta device, no weights)")
+    p.add_argument("--profile", required=True, help="infra/profiles/<name>.yaml")
+    p.add_argument("--gpus", type=int, default=None, help="override the profile's GPU count")
+    p.add_argument("--zero", type=int, choices=(1, 2, 3), default=None, help="ZeRO stage to judge")
+    p.set_defaults(func=_plan_memory)
+
+    p = sub.add_parser("profile", help="print the `dvc exp run -S ...` command that applies a GPU profile")
+    p.add_argument("profile", help="infra/profiles/<name>.yaml")
+    p.set_defaults(func=_profile)
 
     args = parser.parse_args(argv)
     from components.data.expectations import ManifestValidationError
