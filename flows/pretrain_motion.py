@@ -101,6 +101,10 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
                     write_text_atomic(plots / f"{ph.name}_loss.csv", _curve_csv(ph.history))
                 summary = _markdown(metrics)
                 write_text_atomic(reports / "summary.md", summary)
+                from components.annotation.overlay import save_png
+                from components.motion.pretrain import prompt_grid
+
+                save_png(reports / "prompts_grid.png", prompt_grid(model))
             model.save_pretrained(params.output)
             evaluator.save(params.output / "evaluator")
             run.finish(metrics, markdown=summary, artifacts=[params.output, params.plots])

@@ -337,3 +337,33 @@ def train_and_evaluate(
         }
     )
     return model, metrics, phases, evaluator
+
+
+GRID_PROMPTS = (
+    "a person walks forward", "a person runs", "a person jumps", "a person does a cartwheel",
+    "a person kicks", "a person dances",
+)  # fmt: skip
+
+
+def prompt_grid(
+    model: StructureModel,
+    prompts: tuple[str, ...] = GRID_PROMPTS,
+    frames: int = 48,
+    step: int = 8,
+    seed: int = 0,
+) -> np.ndarray:
+    """uint8 RGB image: one row of 3D stick frames (every ``step``-th) per prompt, prompt written on it."""
+    import cv2
+
+    from components.motion.render import draw_stick_3d
+
+    rows = []
+    for prompt in prompts:
+        joints = model.generate(prompt, frames, seed=seed)
+        floor = float(joints[..., 1].min())
+        row = np.concatenate(
+            [draw_stick_3d(joints[t], 160, 160, ground=floor) for t in range(0, frames, step)], 1
+        )
+        cv2.putText(row, prompt, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+        rows.append(row)
+    return np.concatenate(rows, 0)

@@ -81,6 +81,7 @@ def test_stage_trains_evaluates_and_saves(trained):
     assert (model / "evaluator" / "evaluator.safetensors").is_file()
     curve = (work / "plots" / "pretrain_motion" / "vqvae_loss.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) == 13
+    assert (work / "reports" / "pretrain_motion" / "prompts_grid.png").stat().st_size > 1000
     assert "our evaluator on our data" in (work / "reports" / "pretrain_motion" / "summary.md").read_text()
 
 
