@@ -307,8 +307,66 @@ class PretrainMotionParams(_Strict):
         return self
 
 
+class TokenEncoderParams(_Strict):
+    """Token-level text encoder of the video model (CogVideoX conditions on T5 token states)."""
+
+    name: Literal["minilm", "t5"] = "minilm"
+    path: Path | None = None
+    max_tokens: int = Field(default=32, ge=1)
+
+
+class SampleParams(_Strict):
+    prompts: list[str] = Field(
+        default_factory=lambda: ["a person walks forward", "a person jumps", "a person dances"]
+    )
+    steps: int = Field(default=25, ge=1)
+    guidance: float = Field(default=5.0, ge=0)
+    seed: int = 0
+
+
+def _dit_config(kind: str, value: dict) -> dict:
+    if kind == "tiny":
+        from components.dit.spec import TinyConfig as cls
+    elif kind == "depth_net":
+        from components.base.depth import DepthNetConfig as cls
+    elif kind == "mosa":
+        from components.dit.mosa import MoSAConfig as cls
+    else:
+        from components.losses.total import LossWeights as cls
+    return cls(**value).model_dump(mode="json")
+
+
+class PretrainBaseParams(_Strict):
+    """params.yaml ``pretrain_base`` section (CPU profile only): a tiny VAE, a tiny text-to-video
+    base DiT and the depth network of the contact loss, trained on the ingested clips."""
+
+    enabled: bool = Field(default=True, description="GPU profiles set false: their base is pretrained")
+    input: Path = Path("data/ingest")
+    output: Path = Path("models/base")
+    reports: Path = Path("reports/pretrain_base")
+    plots: Path = Path("plots/pretrain_base")
+    checkpoints: Path = Path("checkpoints/pretrain_base")
+    seed: int = 0
+    backbone: Literal["cogvideox", "wan"] = "cogvideox"
+    tiny: dict = Field(default_factory=dict, validate_default=True, description="TinyConfig fields")
+    text_encoder: TokenEncoderParams = TokenEncoderParams()
+    vae: TrainPhaseParams = TrainPhaseParams(steps=400, batch_size=4, lr=1e-3)
+    vae_beta: float = Field(default=1e-4, ge=0)
+    dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
+    cond_dropout: float = Field(default=0.1, ge=0, le=1)
+    depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)
+    depth_net: dict = Field(default_factory=dict, validate_default=True, description="DepthNetConfig")
+    samples: SampleParams = SampleParams()
+
+    @field_validator("tiny", "depth_net")
+    @classmethod
+    def _configs(cls, value: dict, info) -> dict:
+        return _dit_config(info.field_name, value)
+
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "ingest": IngestParams,
     "annotate": AnnotateParams,
     "pretrain_motion": PretrainMotionParams,
+    "pretrain_base": PretrainBaseParams,
 }

@@ -1,0 +1,288 @@
+"""The base-model folder ``models/base/`` (written by ``pretrain_base``) and its loaders.
+
+Layout::
+
+    base.json      {"format": "mosa-base", "version": 1, "backbone": "cogvideox" | "wan",
+                    "tiny": TinyConfig dict or null, "text_encoder": {"name", "path", "max_tokens"},
+                    "frames", "height", "width", "fps"}
+    transformer/   diffusers save_pretrained (config.json + safetensors)
+    vae/           diffusers save_pretrained
+    scheduler/     scheduler save_pretrained (scheduler_config.json)
+    depth/         config.json (DepthNetConfig) + depth.safetensors; optional
+
+The text encoder is referenced, not copied: ``path: null`` means the packaged all-MiniLM-L6-v2.
+``frames/height/width/fps`` are the clip geometry the base was trained for (what ``sample_video``
+generates). Modules are rebuilt from their ``config.json`` (``_class_name`` names the diffusers class)
+and their safetensors are loaded strictly; this needs no ``accelerate`` (which diffusers'
+``from_pretrained`` requires for Wan), and the folders stay loadable with plain diffusers.
+``load_pretrained_base`` is the GPU-profile route: published weights from a local diffusers folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from components.base.depth import DepthNet, DepthNetConfig
+from components.base.text import TokenTextEncoder, build_token_encoder
+from components.dit.spec import BackboneSpec, BaseModels, TinyConfig, get_spec
+from components.io.atomic import atomic_dir
+
+FORMAT = "mosa-base"
+VERSION = 1
+CONFIG_FILE = "base.json"
+DEPTH_WEIGHTS = "depth.safetensors"
+RUN_STAGE = "run the pretrain_base stage first (dvc repro pretrain_base)"
+
+# Clip geometry and text length of the published checkpoints (their pipelines' defaults).
+PUBLISHED_GEOMETRY: dict[str, dict[str, int]] = {
+    "cogvideox": {"frames": 49, "height": 480, "width": 720, "fps": 8, "max_tokens": 226},
+    "wan": {"frames": 81, "height": 480, "width": 832, "fps": 16, "max_tokens": 512},
+}
+
+
+def text_dim(transformer: nn.Module) -> int:
+    """Width of the text states a CogVideoX (``text_embed_dim``) or Wan (``text_dim``) transformer takes."""
+    cfg = transformer.config
+    dim = cfg.get("text_embed_dim") or cfg.get("text_dim")
+    if dim is None:
+        raise TypeError(f"{type(transformer).__name__} declares no text width (text_embed_dim / text_dim)")
+    return int(dim)
+
+
+def check_compatible(
+    spec: BackboneSpec, transformer: nn.Module, text: TokenTextEncoder, frames: int, height: int, width: int
+) -> None:
+    """Raise if the text encoder or the clip geometry does not fit the transformer (messages say the fix)."""
+    spec.check_transformer(transformer)
+    if text.dim != text_dim(transformer):
+        raise ValueError(
+            f"text encoder {text.name!r} gives {text.dim}-d token states but the transformer takes "
+            f"{text_dim(transformer)}-d; use the encoder it was trained with (TinyConfig.text_dim)"
+        )
+    cfg = transformer.config
+    sincos = spec.name == "cogvideox" and not cfg.use_rotary_positional_embeddings
+    if sincos and text.max_tokens != cfg.max_text_seq_length:
+        raise ValueError(
+            f"CogVideoX with sin-cos positions lays out exactly max_text_seq_length="
+            f"{cfg.max_text_seq_length} text tokens, but text_encoder.max_tokens={text.max_tokens}; "
+            "make them equal"
+        )
+    spec.latent_shape(
+        frames, height, width, spec.latent_channels(transformer), spec.patch_size(transformer)[1]
+    )
+
+
+@dataclass
+class BaseBundle:
+    """A frozen text-to-video base: backbone spec, transformer/VAE/scheduler, text encoder, depth net.
+
+    ``config`` is the content of ``base.json`` (see the module docstring).
+    """
+
+    spec: BackboneSpec
+    models: BaseModels
+    text: TokenTextEncoder
+    depth: DepthNet | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> int:
+        return int(self.config["frames"])
+
+    @property
+    def height(self) -> int:
+        return int(self.config["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.config["width"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.config["fps"])
+
+    def save(self, path: Path | str) -> Path:
+        """Write the bundle folder atomically (a reader sees the old folder or the complete new one)."""
+        path = Path(path)
+        tiny = self.config.get("tiny")
+        config = make_config(
+            self.spec,
+            TinyConfig(**tiny) if tiny else None,
+            self.text,
+            self.frames,
+            self.height,
+            self.width,
+            self.fps,
+        )
+        check_compatible(self.spec, self.models.transformer, self.text, self.frames, self.height, self.width)
+        with atomic_dir(path) as tmp:
+            self.models.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
+            self.models.vae.save_pretrained(tmp / "vae", safe_serialization=True)
+            self.models.scheduler.save_pretrained(tmp / "scheduler")
+            if self.depth is not None:
+                (tmp / "depth").mkdir()
+                (tmp / "depth" / "config.json").write_text(self.depth.cfg.model_dump_json(indent=2) + "\n")
+                state = {k: v.detach().cpu().contiguous() for k, v in self.depth.state_dict().items()}
+                save_file(state, str(tmp / "depth" / DEPTH_WEIGHTS), metadata={"format": FORMAT})
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        self.config = config
+        return path
+
+
+def make_config(
+    spec: BackboneSpec,
+    tiny: TinyConfig | None,
+    text: TokenTextEncoder,
+    frames: int,
+    height: int,
+    width: int,
+    fps: float,
+) -> dict[str, Any]:
+    """The ``base.json`` content of a bundle."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "backbone": spec.name,
+        "tiny": tiny.model_dump(mode="json") if tiny is not None else None,
+        "text_encoder": text.config(),
+        "frames": int(frames),
+        "height": int(height),
+        "width": int(width),
+        "fps": float(fps),
+    }
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"base bundle incomplete: {path} ({what}) is missing; {RUN_STAGE}")
+    return path
+
+
+def _load_diffusers_module(folder: Path) -> nn.Module:
+    """A diffusers model rebuilt from ``folder/config.json`` with its safetensors (single or sharded)."""
+    config_file = _require(folder / "config.json", "model config")
+    class_name = json.loads(config_file.read_text(encoding="utf-8")).get("_class_name")
+    cls = getattr(diffusers, class_name or "", None)
+    if cls is None:
+        raise ValueError(f"{config_file}: unknown diffusers class {class_name!r}; {RUN_STAGE}")
+    index = folder / "diffusion_pytorch_model.safetensors.index.json"
+    if index.is_file():
+        files = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    else:
+        files = ["diffusion_pytorch_model.safetensors"]
+    state: dict[str, torch.Tensor] = {}
+    for name in files:
+        state.update(load_file(str(_require(folder / name, "weights"))))
+    module = cls.from_config(cls.load_config(str(folder)))
+    module.load_state_dict(state, strict=True)
+    return module.eval().requires_grad_(False)
+
+
+def _load_scheduler(folder: Path) -> Any:
+    config_file = _require(folder / "scheduler_config.json", "scheduler config")
+    class_name = json.loads(config_file.read_text(encoding="utf-8")).get("_class_name")
+    cls = getattr(diffusers, class_name or "", None)
+    if cls is None:
+        raise ValueError(f"{config_file}: unknown scheduler class {class_name!r}; {RUN_STAGE}")
+    return cls.from_pretrained(str(folder), local_files_only=True)
+
+
+def load_depth(folder: Path | str) -> DepthNet:
+    """A ``DepthNet`` from ``depth/`` (``config.json`` + ``depth.safetensors``), in eval mode, frozen."""
+    folder = Path(folder)
+    cfg = DepthNetConfig.model_validate_json(_require(folder / "config.json", "depth config").read_text())
+    net = DepthNet(cfg)
+    net.load_state_dict(load_file(str(_require(folder / DEPTH_WEIGHTS, "depth weights"))), strict=True)
+    return net.eval().requires_grad_(False)
+
+
+def read_config(path: Path | str) -> dict[str, Any]:
+    """``base.json`` of a bundle folder, checked for format and version."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"base model folder {root} does not exist; {RUN_STAGE}")
+    config_file = _require(root / CONFIG_FILE, "bundle description")
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("format") != FORMAT or config.get("version") != VERSION:
+        raise ValueError(
+            f"{config_file}: format {config.get('format')!r} version {config.get('version')!r} is not "
+            f"{FORMAT!r} version {VERSION}; rebuild it ({RUN_STAGE.removeprefix('run ')})"
+        )
+    missing = [k for k in ("backbone", "text_encoder", "frames", "height", "width", "fps") if k not in config]
+    if missing:
+        raise ValueError(f"{config_file}: missing keys {missing}; {RUN_STAGE}")
+    return config
+
+
+def load_base(path: Path | str, text: TokenTextEncoder | None = None) -> BaseBundle:
+    """Load a bundle written by ``BaseBundle.save`` (all modules frozen, eval mode, float32, CPU).
+
+    ``text`` reuses an already loaded encoder; it must match ``base.json``'s ``text_encoder``.
+    """
+    root = Path(path)
+    config = read_config(root)
+    spec = get_spec(config["backbone"])
+    transformer = _load_diffusers_module(root / "transformer")
+    vae = _load_diffusers_module(root / "vae")
+    scheduler = _load_scheduler(root / "scheduler")
+    te = config["text_encoder"]
+    if text is None:
+        text = build_token_encoder(te["name"], te.get("path"), te["max_tokens"])
+    elif (text.name, text.max_tokens) != (te["name"], te["max_tokens"]):
+        raise ValueError(
+            f"the given text encoder ({text.name}, max_tokens={text.max_tokens}) is not the bundle's "
+            f"({te['name']}, max_tokens={te['max_tokens']}); pass text=None to load the bundle's"
+        )
+    depth = load_depth(root / "depth") if (root / "depth").exists() else None
+    check_compatible(spec, transformer, text, config["frames"], config["height"], config["width"])
+    models = BaseModels(transformer=transformer, vae=vae, scheduler=scheduler)
+    return BaseBundle(spec=spec, models=models, text=text, depth=depth, config=config)
+
+
+def load_pretrained_base(
+    backbone: str,
+    path: Path | str,
+    text_path: Path | str | None = None,
+    tokenizer_path: Path | str | None = None,
+    max_tokens: int | None = None,
+    depth_path: Path | str | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+) -> BaseBundle:
+    """GPU profiles: a published base (CogVideoX-5B, Wan 2.1) from a local diffusers folder, with T5.
+
+    ``path`` holds ``transformer/``, ``vae/``, ``scheduler/`` (``spec.load_pretrained``); the T5 encoder
+    defaults to ``path/text_encoder`` with ``path/tokenizer``, as the published repositories lay them
+    out. ``max_tokens`` defaults to the published pipeline's (CogVideoX 226, Wan 512); the clip
+    geometry to the published one (``PUBLISHED_GEOMETRY``). ``depth_path`` optionally adds a saved
+    ``DepthNet`` folder. Nothing is downloaded. Not exercised on the CPU machines (no weights there).
+    """
+    spec = get_spec(backbone)
+    root = Path(path)
+    models = spec.load_pretrained(root, dtype=dtype)
+    geometry = PUBLISHED_GEOMETRY[spec.name]
+    text_root = Path(text_path) if text_path is not None else root / "text_encoder"
+    if tokenizer_path is None and (root / "tokenizer").is_dir():
+        tokenizer_path = root / "tokenizer"
+    text = TokenTextEncoder(
+        "t5",
+        text_root,
+        max_tokens=max_tokens or geometry["max_tokens"],
+        tokenizer_path=tokenizer_path,
+        dtype=dtype,
+    )
+    depth = load_depth(depth_path) if depth_path is not None else None
+    config = make_config(
+        spec, None, text, geometry["frames"], geometry["height"], geometry["width"], geometry["fps"]
+    )
+    check_compatible(spec, models.transformer, text, config["frames"], config["height"], config["width"])
+    return BaseBundle(spec=spec, models=models, text=text, depth=depth, config=config)

@@ -1,0 +1,157 @@
+"""Stage ``pretrain_base`` (CPU profile only): tiny VAE → tiny text-to-video base DiT → depth network,
+trained on the ingested clips, so that ``train_dit`` can freeze a base like the paper does
+(DVC cmd: ``python -m flows.pretrain_base``). GPU profiles set ``enabled: false``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from typing import Any
+
+from prefect import flow
+
+from components.config import load_section
+from components.config.schema import PretrainBaseParams
+from components.io.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from flows.stage import is_rank_zero, stage_main, stage_run
+
+
+def _curve_csv(history: list[dict[str, float]]) -> str:
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    return buf.getvalue()
+
+
+def _history(result: Any) -> list[dict[str, float]]:
+    rows = getattr(result, "losses", result)
+    return [dict(r) for r in rows]
+
+
+def _skip(params: PretrainBaseParams) -> dict[str, Any]:
+    """GPU profiles: the base is pretrained; write placeholders DVC expects and say why."""
+    reason = "disabled: GPU profiles load a pretrained base (train_dit.base_path)"
+    with atomic_dir(params.output) as out, atomic_dir(params.reports) as rep, atomic_dir(params.plots):
+        write_json_atomic(out / "SKIPPED.json", {"reason": reason})
+        write_text_atomic(rep / "summary.md", f"# pretrain_base\n\n{reason}\n")
+    params.checkpoints.mkdir(parents=True, exist_ok=True)
+    return {"skipped": True, "reason": reason}
+
+
+@flow(name="pretrain_base", log_prints=True)
+def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+    """Train the tiny base models and save ``models/base`` (see components/base)."""
+    import numpy as np
+
+    from components.annotation.overlay import save_png
+    from components.base.bundle import BaseBundle
+    from components.base.depth import DepthNetConfig
+    from components.base.sample import sample_video
+    from components.base.text import build_token_encoder
+    from components.base.train_depth import evaluate_depth, median_depth, train_depth
+    from components.base.train_dit import captions, encode_latents, train_base_dit, validation_loss
+    from components.base.train_vae import evaluate_vae, mean_frame, train_vae
+    from components.data.clipset import load_clipset
+    from components.dit.spec import TinyConfig, get_spec
+
+    params: PretrainBaseParams = load_section("pretrain_base", params_path, overrides)
+    if not params.enabled:
+        with stage_run("pretrain_base", params) as run:
+            metrics = _skip(params)
+            run.finish(metrics, markdown=f"# pretrain_base\n\n{metrics['reason']}\n")
+        return metrics
+    t0 = time.perf_counter()
+    with stage_run("pretrain_base", params) as run:
+        curves: dict[str, list] = {}
+
+        def logger(phase: str):
+            def log_fn(step: int, logs: dict[str, float]) -> None:
+                curves.setdefault(phase, []).append({"step": step, **logs})
+                if run.run_id is not None:
+                    import mlflow
+
+                    mlflow.log_metrics({f"{phase}/{k}": float(v) for k, v in logs.items()}, step=step)
+
+            return log_fn
+
+        samples = load_clipset(params.input, progress=True)
+        train = [s for s in samples if s.split == "train"] or samples
+        val = [s for s in samples if s.split != "train"] or samples[:2]
+        spec = get_spec(params.backbone)
+        tiny = TinyConfig(**params.tiny)
+        models = spec.build_tiny(tiny)
+        ckpt = params.checkpoints
+        vae, _ = train_vae(
+            train, spec, models.vae, params.vae, beta=params.vae_beta, seed=params.seed,
+            ckpt_dir=ckpt / "vae", log_fn=logger("vae"),
+        )  # fmt: skip
+        models.vae = vae
+        vae_scores = evaluate_vae(spec, vae, val, mean_frame(train))
+        text = build_token_encoder(
+            params.text_encoder.name, params.text_encoder.path, params.text_encoder.max_tokens
+        )
+        latents = encode_latents(spec, vae, train)
+        transformer, _ = train_base_dit(
+            train, spec, models, text, params.dit, cond_dropout=params.cond_dropout, seed=params.seed,
+            latents=latents, ckpt_dir=ckpt / "dit", log_fn=logger("dit"),
+        )  # fmt: skip
+        models.transformer = transformer
+        val_latents = encode_latents(spec, vae, val)
+        val_loss = validation_loss(spec, models, val_latents, text.encode(captions(val)), seed=params.seed)
+        with_depth = [s for s in train if s.has_depth]
+        val_depth = [s for s in val if s.has_depth] or with_depth[:2]
+        depth_net, depth_scores = None, {}
+        if with_depth:
+            const = median_depth(with_depth)
+            cfg = DepthNetConfig(**{**params.depth_net, "init_depth": const})
+            depth_net, _ = train_depth(
+                with_depth,
+                cfg,
+                params.depth,
+                seed=params.seed,
+                ckpt_dir=ckpt / "depth",
+                log_fn=logger("depth"),
+            )
+            depth_scores = evaluate_depth(depth_net, val_depth, const)
+        bundle = BaseBundle(
+            spec=spec, models=models, text=text, depth=depth_net,
+            config={"tiny": tiny.model_dump(mode="json"), "frames": train[0].video.shape[0],
+                    "height": train[0].video.shape[1], "width": train[0].video.shape[2], "fps": 16.0},
+        )  # fmt: skip
+        sp = params.samples
+        frames = sample_video(bundle, sp.prompts, steps=sp.steps, guidance=sp.guidance, seed=sp.seed)
+        metrics: dict[str, Any] = {
+            "clips_train": len(train),
+            "clips_val": len(val),
+            "vae_psnr_val": round(vae_scores["psnr"], 3),
+            "vae_psnr_mean_frame_val": round(vae_scores["psnr_mean_frame"], 3),
+            "dit_val_loss": round(float(val_loss), 5),
+            "dit_final_loss": curves["dit"][-1]["loss"] if curves.get("dit") else None,
+            "depth_absrel_val": depth_scores.get("abs_rel"),
+            "depth_absrel_constant_val": depth_scores.get("abs_rel_constant"),
+            "depth_delta1_val": depth_scores.get("delta1"),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        if is_rank_zero():
+            bundle.save(params.output)
+            with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as reports:
+                for phase, rows in curves.items():
+                    write_text_atomic(plots / f"{phase}_loss.csv", _curve_csv(rows))
+                grid = np.concatenate([np.concatenate(list(v[::4]), axis=1) for v in frames], axis=0)
+                save_png(reports / "samples.png", grid)
+                summary = "# pretrain_base\n\n| metric | value |\n|---|---|\n" + "".join(
+                    f"| {k} | {v} |\n" for k, v in metrics.items()
+                )
+                summary += "\nSamples (rows: " + "; ".join(sp.prompts) + "): `samples.png`\n"
+                write_text_atomic(reports / "summary.md", summary)
+            run.finish(metrics, markdown=summary, artifacts=[params.reports / "samples.png"])
+    print("pretrain_base: " + ", ".join(f"{k} {v}" for k, v in metrics.items()))
+    return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(stage_main(pretrain_base))
