@@ -116,6 +116,7 @@ def _profile(args: argparse.Namespace) -> int:
     from components.training.plan import load_profile
 
     profile = load_profile(args.profile)
+
     def value(v) -> str:
         return str(v).lower() if isinstance(v, bool) else str(v)
 

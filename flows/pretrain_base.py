@@ -8,6 +8,7 @@ import csv
 import io
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -30,6 +31,24 @@ def _curve_csv(history: list[dict[str, float]]) -> str:
 def _history(result: Any) -> list[dict[str, float]]:
     rows = getattr(result, "losses", result)
     return [dict(r) for r in rows]
+
+
+def checkpoint_dir(params: PretrainBaseParams) -> Path:
+    """This run's checkpoints: the params (not paths), the ingest manifest and the training code; a
+    changed run never resumes another's checkpoints (old folders are removed)."""
+    import hashlib
+    import json
+
+    import components.base as base_pkg
+
+    data = params.model_dump(mode="json", exclude={"input", "output", "reports", "plots", "checkpoints"})
+    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+    manifest = params.input / "manifest.parquet"
+    if manifest.is_file():
+        h.update(manifest.read_bytes())
+    for src in sorted(Path(base_pkg.__file__).parent.glob("*.py")):
+        h.update(src.read_bytes())
+    return params.checkpoints / h.hexdigest()[:12]
 
 
 def _skip(params: PretrainBaseParams) -> dict[str, Any]:
@@ -65,6 +84,13 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             run.finish(metrics, markdown=f"# pretrain_base\n\n{metrics['reason']}\n")
         return metrics
     t0 = time.perf_counter()
+    ckpt = checkpoint_dir(params)
+    if is_rank_zero() and params.checkpoints.is_dir():
+        import shutil
+
+        for old in params.checkpoints.iterdir():
+            if old.is_dir() and old != ckpt:
+                shutil.rmtree(old)
     with stage_run("pretrain_base", params) as run:
         curves: dict[str, list] = {}
 
@@ -84,7 +110,6 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         spec = get_spec(params.backbone)
         tiny = TinyConfig(**params.tiny)
         models = spec.build_tiny(tiny)
-        ckpt = params.checkpoints
         vae, _ = train_vae(
             train, spec, models.vae, params.vae, beta=params.vae_beta, seed=params.seed,
             ckpt_dir=ckpt / "vae", log_fn=logger("vae"),
