@@ -99,6 +99,75 @@ def _motion(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolve_pipeline(model: str) -> Path:
+    """A local pipeline folder for ``--model``: a path, or a registry URI ``models:/NAME@ALIAS``
+    (its ``pipeline`` artifact is downloaded from the tracking server / sqlite store)."""
+    if model.startswith("models:/"):
+        import mlflow
+
+        from flows.stage import tracking_uri
+
+        mlflow.set_tracking_uri(tracking_uri())
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{model}/artifacts/pipeline")
+        except Exception as exc:  # MlflowException / missing alias
+            raise FileNotFoundError(
+                f"cannot load {model} from {tracking_uri()}: {exc}; run `dvc repro register` or pass "
+                "--model models/dit"
+            ) from exc
+        return Path(local)
+    path = Path(model)
+    if not (path / "pipeline.json").is_file():
+        raise FileNotFoundError(
+            f"no generation pipeline in {path}: run `dvc repro train_dit` (it writes models/dit) "
+            "or pass --model models:/mosa-dit@champion"
+        )
+    return path
+
+
+def _generate(args: argparse.Namespace) -> int:
+    """Text (and optionally a first-frame image) to a human video with the trained pipeline."""
+    import numpy as np
+
+    from components.dit.pipeline import MoSAPipeline
+    from components.io.video import write_h264
+    from components.motion.camera import parse_camera
+
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty; describe the person and the motion, e.g. 'a man runs'")
+    parse_camera(args.camera)  # a bad camera spec fails before any model loads
+    model = args.model
+    if model is None:
+        model = "models/dit" if Path("models/dit/pipeline.json").is_file() else "models:/mosa-dit@champion"
+    pipe = MoSAPipeline.from_pretrained(resolve_pipeline(model))
+    image = None
+    if args.image:
+        import cv2
+
+        img = cv2.imread(args.image, cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"--image {args.image}: not a readable image")
+        d = pipe.defaults
+        image = cv2.resize(
+            cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (d.width, d.height), interpolation=cv2.INTER_AREA
+        )
+    out = pipe(
+        args.prompt, camera=args.camera, seed=args.seed, steps=args.steps, guidance=args.guidance,
+        image=image, progress=True,
+    )  # fmt: skip
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_h264(path, out.frames, pipe.defaults.fps)
+    print(f"generate: {len(out.frames)} frames -> {path} (motion prompt: {out.motion_prompt!r})")
+    if args.save_skeleton:
+        skel = path.with_name(path.stem + "_skeleton.mp4")
+        write_h264(skel, out.skeleton, pipe.defaults.fps)
+        if out.joints is not None:
+            np.save(path.with_suffix(".npy"), out.joints.astype(np.float32))
+        print(f"generate: skeleton -> {skel}")
+    return 0
+
+
 def _plan_memory(args: argparse.Namespace) -> int:
     """Per-GPU memory plan of a GPU profile, built on the meta device (no weights needed)."""
     from components.training.plan import format_plan, load_profile, plan_memory
@@ -162,6 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=384)
     p.set_defaults(func=_motion)
+
+    p = sub.add_parser("generate", help="text to human video with the trained MoSA pipeline")
+    p.add_argument("prompt", help='e.g. "a man runs and jumps over a bench"')
+    p.add_argument("--out", default="out.mp4")
+    p.add_argument("--camera", default="fixed", help="fixed | orbit | dolly | pan, with options")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--image", default=None, help="first-frame image (image-to-video)")
+    p.add_argument(
+        "--model", default=None, help="models:/mosa-dit@champion or a pipeline folder (default: models/dit)"
+    )
+    p.add_argument("--save-skeleton", action="store_true", help="also write the skeleton video and joints")
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("plan-memory", help="per-GPU memory plan of a GPU profile (meta device, no weights)")
     p.add_argument("--profile", required=True, help="infra/profiles/<name>.yaml")
