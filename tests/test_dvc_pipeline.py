@@ -30,6 +30,21 @@ SMALL = {
         "train_generator": {"steps": 20, "warmup_steps": 2, "checkpoint_every": 10},
         "evaluation": {"replications": 2, "mm_prompts": 2, "mm_samples": 2, "evaluator_steps": 20},
     },
+    "pretrain_base": {
+        "vae": {"steps": 6, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 3},
+        "dit": {"steps": 6, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 3},
+        "depth": {"steps": 6, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 3},
+        "samples": {"steps": 2},
+    },
+    "train_dit": {
+        "steps": 4,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "checkpoint_every": 2,
+        "aux_every": 2,
+        "follow": {"clips": 2, "steps": 2},
+    },
+    "evaluate": {"limit": 2, "steps": 2, "reference_clips": 2},
 }
 
 
@@ -107,6 +122,18 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
     motion = json.loads((repo / "metrics" / "pretrain_motion.json").read_text())
     assert motion["zero_stage"] == 2 and motion["eval_samples"] >= 32
     assert (repo / "models" / "motion" / "generator.safetensors").is_file()
+
+    base = json.loads((repo / "metrics" / "pretrain_base.json").read_text())
+    assert base["clips_train"] >= 1 and (repo / "models" / "base" / "base.json").is_file()
+    dit = json.loads((repo / "metrics" / "train_dit.json").read_text())
+    for key in ("steps", "loss_diff", "loss_mask", "loss_track", "loss_contact", "samples_per_sec",
+                "zero_stage", "world_size", "resumed_from"):  # fmt: skip
+        assert key in dit, key
+    assert dit["steps"] == 4 and dit["zero_stage"] == 2
+    assert (repo / "models" / "dit" / "pipeline.json").is_file()
+    ev = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert ev["prompts"] == 2 and ev["fvd_i3d"] is None and ev["fd_effnet_frames"] is not None
+    assert (repo / "reports" / "eval" / "index.html").is_file()
 
     second = _sh([str(BIN / "dvc"), "repro"], repo, env)
     assert "Data and pipelines are up to date" in second.stdout
