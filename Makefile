@@ -35,12 +35,13 @@ help:
 install: $(STAMP)
 
 # Re-runs only when the dependency declarations change.
-$(STAMP): pyproject.toml requirements/constraints.txt Makefile
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/install_chromium.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
 	$(PIP) install -q --no-deps $(NODEPS_PKGS)
+	bash infra/browser/install_chromium.sh
 	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe; print('install ok: torch', torch.__version__)"
 	touch $(STAMP)
 

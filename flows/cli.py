@@ -168,6 +168,34 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    """Gate a registered version against the champion (the gate of params.yaml ``register``)."""
+    import mlflow
+
+    from components.config import load_section
+    from components.registry.promote import GateConfig, promote
+    from flows.stage import tracking_uri
+
+    params = load_section("register", args.params)
+    mlflow.set_tracking_uri(tracking_uri())
+    res = promote(args.model_name or params.model_name, args.version, GateConfig(**params.gate))
+    print(res.markdown)
+    return 0 if res.decision.promote else 1
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    """Point ``champion`` back at the previous champion."""
+    from components.registry.promote import RegistryError, rollback
+    from flows.stage import tracking_uri
+
+    try:
+        res = rollback(args.model_name, tracking_uri=tracking_uri())
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from exc
+    print(f"rollback: {args.model_name} champion {res}")
+    return 0
+
+
 def _plan_memory(args: argparse.Namespace) -> int:
     """Per-GPU memory plan of a GPU profile, built on the meta device (no weights needed)."""
     from components.training.plan import format_plan, load_profile, plan_memory
@@ -245,6 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--save-skeleton", action="store_true", help="also write the skeleton video and joints")
     p.set_defaults(func=_generate)
+
+    p = sub.add_parser("promote", help="gate a registered model version and move `champion` if it passes")
+    p.add_argument("version", help="model version number")
+    p.add_argument("--model-name", default=None, help="default: register.model_name of params.yaml")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_promote)
+
+    p = sub.add_parser("rollback", help="move `champion` back to the previous champion")
+    p.add_argument("--model-name", default="mosa-dit")
+    p.set_defaults(func=_rollback)
 
     p = sub.add_parser("plan-memory", help="per-GPU memory plan of a GPU profile (meta device, no weights)")
     p.add_argument("--profile", required=True, help="infra/profiles/<name>.yaml")

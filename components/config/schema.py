@@ -453,6 +453,28 @@ class EvaluateParams(_Strict):
     reports: Path = Path("reports/eval")
 
 
+class RegisterParams(_Strict):
+    """params.yaml ``register`` section: log + register the pipeline in MLflow, gate the promotion."""
+
+    pipeline: Path = Path("models/dit")
+    evaluation: Path = Path("metrics/evaluate.json")
+    model_name: str = "mosa-dit"
+    prod_name: str = "mosa-dit-prod"
+    copy_to_prod: bool = False
+    profile: str = "default"
+    reports: Path = Path("reports/register")
+    gate: dict = Field(default_factory=dict, validate_default=True, description="GateConfig fields")
+
+    @field_validator("gate")
+    @classmethod
+    def _gate(cls, value: dict) -> dict:
+        from components.registry.promote import GateConfig
+
+        if not value:
+            value = {"rules": [{"metric": "fd_effnet_frames", "direction": "lower"}]}
+        return GateConfig(**value).model_dump(mode="json")
+
+
 SECTIONS: dict[str, type[BaseModel]] = {
     "ingest": IngestParams,
     "annotate": AnnotateParams,
@@ -460,4 +482,5 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "pretrain_base": PretrainBaseParams,
     "train_dit": TrainDiTParams,
     "evaluate": EvaluateParams,
+    "register": RegisterParams,
 }

@@ -1,0 +1,63 @@
+"""Stage ``register``: log the generation pipeline as an MLflow pyfunc model (safetensors + json
+artifacts), register it with lineage tags and alias ``candidate``, and gate its promotion to
+``champion`` against the current champion's evaluation metrics (DVC cmd: ``python -m flows.register``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from prefect import flow
+
+from components.config import load_section
+from components.config.schema import RegisterParams
+from components.io.atomic import atomic_dir
+from flows.stage import stage_main, stage_run, tracking_uri
+
+
+@flow(name="register", log_prints=True)
+def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
+    """Register the pipeline, decide the promotion, write ``metrics/register.json``."""
+    from components.registry.promote import GateConfig, copy_to_prod, promote
+    from components.registry.register import register as register_model
+
+    params: RegisterParams = load_section("register", params_path, overrides)
+    if not params.evaluation.is_file():
+        raise FileNotFoundError(f"{params.evaluation} not found: run `dvc repro evaluate` first")
+    evaluation = json.loads(params.evaluation.read_text())
+    scores = {k: v for k, v in evaluation.items() if isinstance(v, int | float) or v is None}
+    gate = GateConfig(**params.gate)
+    with stage_run("register", params) as run, atomic_dir(params.reports) as rep:
+        result = register_model(
+            params.pipeline, scores, model_name=params.model_name, run_id=run.run_id,
+            profile=params.profile,
+        )  # fmt: skip
+        decision = promote(
+            params.model_name, result.version, gate, report_path=rep / "decision.md", run_id=run.run_id
+        )
+        prod = None
+        if decision.decision.promote and params.copy_to_prod:
+            prod = copy_to_prod(params.model_name, result.version, params.prod_name).version
+        metrics: dict[str, Any] = {
+            "model_name": params.model_name,
+            "model_version": int(result.version),
+            "alias": "champion" if decision.champion_after == result.version else "candidate",
+            "promoted": bool(decision.decision.promote),
+            "reason": decision.decision.reason,
+            "champion_before": decision.champion_before,
+            "champion_after": decision.champion_after,
+            "compared": [
+                {k: v for k, v in vars(row).items() if isinstance(v, str | int | float | bool) or v is None}
+                for row in decision.decision.rows
+            ],
+            "prod_version": prod,
+            "tracking_uri": tracking_uri(),
+        }
+        run.finish(metrics, markdown=decision.markdown)
+    print(f"register: {params.model_name} v{result.version} -> {metrics['alias']} ({metrics['reason']})")
+    return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(stage_main(register))
