@@ -134,6 +134,9 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
     ev = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert ev["prompts"] == 2 and ev["fvd_i3d"] is None and ev["fd_effnet_frames"] is not None
     assert (repo / "reports" / "eval" / "index.html").is_file()
+    reg = json.loads((repo / "metrics" / "register.json").read_text())
+    assert reg["model_version"] == 1 and reg["promoted"] is True and reg["alias"] == "champion"
+    assert "fd_effnet_frames" in (repo / "reports" / "register" / "decision.md").read_text()
 
     second = _sh([str(BIN / "dvc"), "repro"], repo, env)
     assert "Data and pipelines are up to date" in second.stdout
