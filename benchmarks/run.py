@@ -11,7 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks import annotate, decode, ingest, render
+from benchmarks import annotate, decode, ingest, render, train
 from components.io.atomic import write_json_atomic
 
 BENCHES = {
@@ -19,6 +19,7 @@ BENCHES = {
     "ingest": ingest.run,
     "render": render.run,
     "annotate": annotate.run,
+    "train": train.run,
 }
 OUT = Path("metrics/bench.json")
 

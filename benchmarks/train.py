@@ -1,0 +1,496 @@
+"""Training cost at one tiny config: base-DiT vs MoSA step time, ZeRO-2 vs data-parallel memory, FLOP use.
+
+Three measurements, taken in one run so that their ratios compare like with like on a noisy machine:
+
+1. **Step time.** One training update of the tiny text-to-video base DiT (all its parameters train,
+   the backbone's own diffusion objective) and one of MoSA (frozen base; structure blocks + HADC
+   train) with every loss term on every step: diffusion, HADC mask, tracking through the soft tracker
+   on the VAE-decoded x̂₀, and contact through the CPU profile's depth network. Both go through the
+   real ``Trainer`` (DeepSpeed ZeRO-2, one process, fp32); a step's time is the gap between two
+   consecutive ``log_fn`` calls, the median is taken after a few warm-up updates. The clips are
+   synthetic humans rendered from DeepMimic mocap with exact masks, keypoint tracks and cameras; the
+   captions go through the packaged MiniLM token encoder.
+2. **Memory per rank.** ``_rank_memory.py`` trains an MLP with AdamW under ``torchrun`` on 2 CPU
+   ranks (gloo), once with ZeRO-2 and once with ZeRO stage 0, which is DeepSpeed's plain data
+   parallelism (the DDP equivalent: full optimizer state and gradients on every rank, gradients
+   all-reduced). Each rank reports its peak RSS and the bytes of optimizer state it holds; the
+   maximum over ranks is kept.
+3. **FLOP use.** The fp32 matmul peak of this machine (best of a few ``n×n @ n×n`` products at the
+   step benchmark's thread count) and the FLOPs of one forward+backward of each step counted by
+   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention only; the
+   optimizer's elementwise work is not counted; grouped-convolution gradients counted per group, see
+   ``conv_backward_flops``), divided by the measured step time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from components.data.clipset import ClipSample
+    from components.dit.spec import TinyConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+RANK_SCRIPT = Path(__file__).with_name("_rank_memory.py")
+DDP_NOTE = "ddp = DeepSpeed ZeRO stage 0, plain data parallelism (DDP-equivalent)"
+_LAUNCH_ENV = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "MOSA_SELF_WORLD",
+)
+_MOTIONS = ("walk", "run", "jump", "kick")
+
+Figures = dict[str, float | int | str]
+
+
+class TrainBenchConfig(BaseModel):
+    """The one tiny config of the benchmark.
+
+    Defaults: the CPU profile's tiny base (``params.yaml`` ``pretrain_base.tiny``), its depth network
+    and MoSA settings (N = 2, 48 tracks), on a 9×32×48 clip at batch 2 so that a MoSA step with every
+    auxiliary term stays well under a second. ``threads`` defaults to 1: on tensors this small
+    intra-op threading gains little, and on a shared machine one descheduled OpenMP worker stalls
+    every op (MoSA step 0.26 s at 1 thread vs 9.9 s at 2 threads with other jobs on a 2-core box);
+    the matmul peak is taken at the same count, so the utilisation compares like with like.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frames: int = Field(9, ge=1, description="clip frames, 8N+1 (CogVideoX)")
+    height: int = Field(32, ge=16, description="multiple of 16 (VAE ×8, patch ×2)")
+    width: int = Field(48, ge=16)
+    clips: int = Field(4, ge=1, description="rendered synthetic clips the batches cycle through")
+    batch: int = Field(2, ge=1, description="samples per training step")
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    head_dim: int = Field(16, ge=2)
+    latent_channels: int = Field(8, ge=1)
+    vae_block_channels: tuple[int, int, int, int] = (16, 16, 32, 32)
+    structure_blocks: int = Field(2, ge=1, description="MoSA N (structure blocks = HADC modules)")
+    track_points: int = Field(48, ge=1)
+    text_tokens: int = Field(32, ge=1)
+    warmup_steps: int = Field(2, ge=0, description="updates left out of the median")
+    steps: int = Field(10, ge=1, description="updates in the median")
+    threads: int | None = Field(1, ge=1, description="torch threads for steps and matmul; None: current")
+    mem_ranks: int = Field(2, ge=2)
+    mem_width: int = Field(2048, ge=1, description="MLP width of the memory run")
+    mem_depth: int = Field(6, ge=1, description="MLP layers of the memory run (≈ depth·width² parameters)")
+    mem_steps: int = Field(3, ge=1)
+    mem_micro_batch: int = Field(8, ge=1)
+    mem_timeout_s: float = Field(300.0, gt=0, description="per torchrun launch")
+    matmul_size: int = Field(2048, ge=1)
+    matmul_repeats: int = Field(5, ge=1)
+
+    def describe(self) -> str:
+        """The step benchmark's config as one short line."""
+        vae = "-".join(map(str, self.vae_block_channels))
+        return (
+            f"cogvideox tiny L{self.layers} {self.heads}x{self.head_dim} C{self.latent_channels} vae{vae}; "
+            f"clip {self.frames}x{self.height}x{self.width}; batch {self.batch}; "
+            f"MoSA N={self.structure_blocks}, "
+            f"{self.track_points} tracks, depth net, aux every step; ZeRO-2 fp32 1 process; "
+            f"median of {self.steps} after {self.warmup_steps} warm-up; "
+            f"{self.threads or torch.get_num_threads()} thread(s)"
+        )
+
+    def describe_memory(self) -> str:
+        """The memory benchmark's config as one short line."""
+        return (
+            f"MLP {self.mem_depth}x{self.mem_width} AdamW fp32, {self.mem_ranks} ranks gloo, "
+            f"{self.mem_steps} steps, micro-batch {self.mem_micro_batch}"
+        )
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    """``x`` rounded to ``digits`` significant figures (keeps ratios of rounded figures meaningful)."""
+    return float(f"{x:.{digits}g}")
+
+
+# ---------------------------------------------------------------- machine peak
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an ``n×n @ n×n`` product (``2n³`` FLOPs) over ``repeats`` timed runs."""
+    if n < 1 or repeats < 1:
+        raise ValueError(f"n and repeats must be >= 1, got n={n}, repeats={repeats}")
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)  # warm-up: thread pool, allocator
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * n**3 / best / 1e9
+
+
+def conv_backward_flops(
+    grad_out_shape: list[int],
+    x_shape: list[int],
+    w_shape: list[int],
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    _groups: int,
+    output_mask: list[bool],
+    out_shape: Any = None,
+    **_: Any,
+) -> int:
+    """FLOPs of ``aten.convolution_backward``: each requested gradient (input, weight) costs as many
+    multiply-adds as the forward convolution.
+
+    torch's own formula counts the weight gradient as one dense convolution over all channels and so
+    ignores ``groups``: a grouped convolution (the soft tracker's per-point correlation) is overcounted
+    by its group count. The forward count ``2·batch·∏spatial·∏weight`` is exact for grouped weights.
+    """
+    spatial = (x_shape if transposed else grad_out_shape)[2:]
+    forward = 2 * x_shape[0] * math.prod(spatial) * math.prod(w_shape)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def count_train_flops(
+    model: nn.Module, loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Any]], batch: Any
+) -> int:
+    """FLOPs of one forward + backward of ``loss_fn(model, batch)`` (``FlopCounterMode`` with a
+    group-aware convolution backward, see ``conv_backward_flops``); clears the gradients."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.zero_grad(set_to_none=True)
+    counter = FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}
+    )
+    with counter:
+        loss, _ = loss_fn(model, batch)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[int]:
+    """Run the block with ``n`` torch intra-op threads (None: leave the count alone); restores it."""
+    before = torch.get_num_threads()
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {n}")
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- step time
+
+
+def timed_updates(
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, float]]],
+    batches: Callable[[int], Any],
+    batch: int,
+    warmup: int,
+    steps: int,
+    zero_stage: int = 2,
+) -> list[float]:
+    """Seconds of each of ``steps`` optimizer updates through the ``Trainer``, after ``warmup`` updates."""
+    from components.training.engine import EngineConfig, Trainer
+
+    cfg = EngineConfig(
+        zero_stage=zero_stage,
+        lr=1e-4,
+        total_steps=warmup + steps,
+        micro_batch=batch,
+        grad_clip=1.0,
+        precision="fp32",
+    )
+    stamps: list[float] = []
+    trainer = Trainer(model, cfg, loss_fn, log_fn=lambda step, record: stamps.append(time.perf_counter()))
+    start = time.perf_counter()
+    trainer.fit(batches, progress=False)
+    gaps = np.diff([start, *stamps])
+    if len(gaps) != warmup + steps:
+        raise RuntimeError(f"expected {warmup + steps} timed updates, got {len(gaps)}")
+    return [float(s) for s in gaps[warmup:]]
+
+
+def render_clips(cfg: TrainBenchConfig) -> list[ClipSample]:
+    """``cfg.clips`` synthetic humans (DeepMimic mocap, fixed camera) as ``ClipSample``s with exact labels.
+
+    Tracks are the 18 projected OpenPose keypoints with the renderer's visibility (exact point tracks
+    on the person); the skeleton video is drawn from the same keypoints.
+    """
+    from components.data.clipset import ClipSample
+    from components.motion.camera import CameraSpec
+    from components.motion.mocap import load_deepmimic
+    from components.motion.render import skeleton_video
+    from components.synthetic.render import render_clip
+
+    out = []
+    for i in range(cfg.clips):
+        name = _MOTIONS[i % len(_MOTIONS)]
+        frames, gt = render_clip(
+            load_deepmimic(name), CameraSpec(kind="fixed"), cfg.height, cfg.width, 16.0, seed=i,
+            num_frames=cfg.frames,
+        )  # fmt: skip
+        if len(frames) != cfg.frames:
+            raise ValueError(
+                f"mocap clip {name!r} gave {len(frames)} frames at 16 fps, not {cfg.frames}; lower frames"
+            )
+        keypoints, visible = gt.keypoints2d, gt.visible
+        out.append(
+            ClipSample(
+                clip_id=f"bench-{i}-{name}",
+                split="train",
+                caption=f"a person {name}s on a textured floor",
+                motion_prompt=f"a person {name}s",
+                video=frames,
+                skeleton=skeleton_video(keypoints, visible.astype(np.float32), cfg.height, cfg.width),
+                mask=gt.mask,
+                tracks=keypoints.astype(np.float32),
+                track_visible=visible,
+                depth=gt.depth,
+                K=gt.K,
+                R=gt.R,
+                t=gt.t,
+            )
+        )
+    return out
+
+
+def _tiny(cfg: TrainBenchConfig) -> TinyConfig:
+    from components.dit.spec import TinyConfig
+
+    return TinyConfig(
+        layers=cfg.layers,
+        heads=cfg.heads,
+        head_dim=cfg.head_dim,
+        latent_channels=cfg.latent_channels,
+        vae_block_channels=cfg.vae_block_channels,
+        sample_frames=cfg.frames,
+        sample_height=cfg.height,
+        sample_width=cfg.width,
+    )
+
+
+def base_loss_fn(
+    spec: Any, scheduler: Any
+) -> Callable[[nn.Module, Mapping[str, Tensor]], tuple[Tensor, dict]]:
+    """The base DiT's training objective on a ``DiTBatches`` batch (as ``pretrain_base`` trains it)."""
+    from components.base.train_dit import diffusion_loss
+
+    def loss_fn(engine: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict]:
+        dtype = next(getattr(engine, "module", engine).parameters()).dtype
+        x0, noise, t = batch["latents"].to(dtype), batch["noise"].to(dtype), batch["timesteps"]
+        v_pred = engine(spec.add_noise(scheduler, x0, noise, t), t, batch["text_emb"].to(dtype))
+        return diffusion_loss(spec, scheduler, v_pred, x0, noise, t), {}
+
+    return loss_fn
+
+
+def step_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
+    """Base-DiT vs MoSA seconds per step, samples/s, FLOPs per step and achieved GFLOP/s (see module)."""
+    cfg = cfg or TrainBenchConfig()
+    with torch_threads(cfg.threads):
+        return _step_benchmark(cfg)
+
+
+def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
+    from components.base.depth import DepthNet
+    from components.base.text import build_token_encoder
+    from components.base.train_dit import Denoiser, DiTBatches
+    from components.dit.data import ExampleSet, build_examples
+    from components.dit.mosa import MoSAConfig, MoSATransformer
+    from components.dit.spec import get_spec
+    from components.dit.train import DiTTrainConfig, make_loss_fn
+
+    spec = get_spec("cogvideox")
+    spec.latent_shape(cfg.frames, cfg.height, cfg.width, cfg.latent_channels)  # clear error on a bad size
+    samples = render_clips(cfg)
+    text = build_token_encoder("minilm", max_tokens=cfg.text_tokens)
+    mosa_base = spec.build_tiny(_tiny(cfg))
+    examples = build_examples(samples, spec, mosa_base.vae, text.encode, track_points=cfg.track_points)
+
+    # base DiT: a second, identical tiny base whose transformer trains in full
+    base = spec.build_tiny(_tiny(cfg))
+    base.transformer.train().requires_grad_(True)
+    latents = torch.stack([e.latents for e in examples])
+    text_emb = torch.stack([e.text_emb for e in examples])
+    base_batches = DiTBatches(spec, base.scheduler, latents, text_emb, text.encode([""])[0], cfg.batch)
+    base_model = Denoiser(spec, base.transformer)
+    base_loss = base_loss_fn(spec, base.scheduler)
+    base_flops = count_train_flops(base_model, base_loss, base_batches(0))
+    base_params = sum(p.numel() for p in base_model.parameters() if p.requires_grad)
+    base_times = timed_updates(base_model, base_loss, base_batches, cfg.batch, cfg.warmup_steps, cfg.steps)
+
+    # MoSA: frozen base, every loss term on every step
+    depth = DepthNet().requires_grad_(False).eval()
+    data = ExampleSet(examples)
+    train_cfg = DiTTrainConfig(aux_every=1, track_points=cfg.track_points)
+    mosa_loss = make_loss_fn(spec, mosa_base, train_cfg, depth)
+    mosa = MoSATransformer(mosa_base.transformer, MoSAConfig(num_structure_blocks=cfg.structure_blocks))
+    mosa_flops = count_train_flops(mosa, mosa_loss, data.batch(0, cfg.batch))
+    mosa_params = sum(p.numel() for p in mosa.parameters() if p.requires_grad)
+    mosa_times = timed_updates(
+        mosa, mosa_loss, lambda i: data.batch(i, cfg.batch), cfg.batch, cfg.warmup_steps, cfg.steps
+    )
+
+    base_s, mosa_s = statistics.median(base_times), statistics.median(mosa_times)
+    return {
+        "base_step_s": _sig(base_s),
+        "mosa_step_s": _sig(mosa_s),
+        "mosa_over_base": _sig(mosa_s / base_s),
+        "base_samples_per_s": _sig(cfg.batch / base_s),
+        "mosa_samples_per_s": _sig(cfg.batch / mosa_s),
+        "base_step_spread_s": _sig(max(base_times) - min(base_times)),
+        "mosa_step_spread_s": _sig(max(mosa_times) - min(mosa_times)),
+        "base_trainable_params": base_params,
+        "mosa_trainable_params": mosa_params,
+        "base_gflop_per_step": _sig(base_flops / 1e9),
+        "mosa_gflop_per_step": _sig(mosa_flops / 1e9),
+        "base_step_gflops": _sig(base_flops / 1e9 / base_s),
+        "mosa_step_gflops": _sig(mosa_flops / 1e9 / mosa_s),
+    }
+
+
+# ---------------------------------------------------------------- memory per rank
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the launcher and every worker it started (workers may sit in their own sessions)."""
+    import psutil
+
+    try:
+        family = [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)]
+    except psutil.NoSuchProcess:
+        family = []
+    for p in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.communicate()
+    psutil.wait_procs(family, timeout=30)
+
+
+def rank_memory(stage: int, cfg: TrainBenchConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """Run ``_rank_memory.py`` under torchrun with ZeRO ``stage``; one report per rank (rank order)."""
+    out_dir = Path(out_dir)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nproc_per_node", str(cfg.mem_ranks),
+        "--master_addr", "127.0.0.1",
+        "--master_port", str(_free_port()),
+        str(RANK_SCRIPT),
+        "--out", str(out_dir),
+        "--zero-stage", str(stage),
+        "--steps", str(cfg.mem_steps),
+        "--width", str(cfg.mem_width),
+        "--depth", str(cfg.mem_depth),
+        "--micro-batch", str(cfg.mem_micro_batch),
+    ]  # fmt: skip
+    # a clean launcher environment: this process may itself be a 1-rank world (the step benchmark)
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_ENV}
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=cfg.mem_timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        raise TimeoutError(
+            f"ZeRO stage {stage} memory run did not finish within {cfg.mem_timeout_s:.0f} s "
+            f"({' '.join(cmd)}); raise mem_timeout_s or shrink mem_width/mem_depth"
+        ) from None
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"ZeRO stage {stage} memory run failed with exit code {proc.returncode} "
+            f"({' '.join(cmd)}); last output:\n{output[-8000:]}"
+        )
+    reports = []
+    for r in range(cfg.mem_ranks):
+        path = out_dir / f"rank{r}.json"
+        if not path.is_file():
+            raise RuntimeError(
+                f"ZeRO stage {stage} memory run exited 0 but wrote no {path}:\n{output[-3000:]}"
+            )
+        reports.append(json.loads(path.read_text()))
+    return reports
+
+
+def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
+    """Per-rank peak RSS and optimizer state, ZeRO-2 vs stage 0 (max over ranks), and their ratios."""
+    cfg = cfg or TrainBenchConfig()
+    with tempfile.TemporaryDirectory(prefix="mosa-bench-zero-") as tmp:
+        runs = {
+            "zero2": rank_memory(2, cfg, Path(tmp) / "zero2"),
+            "ddp": rank_memory(0, cfg, Path(tmp) / "ddp"),
+        }
+    mb = 2**20
+    peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
+    grown = {k: max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in v) for k, v in runs.items()}
+    state = {k: max(r["optimizer_state_bytes"] for r in v) / mb for k, v in runs.items()}
+    return {
+        "memory_config": cfg.describe_memory(),
+        "memory_ddp_is": DDP_NOTE,
+        "memory_model_params": int(runs["ddp"][0]["parameters"]),
+        "zero2_peak_rss_mb": _sig(peak["zero2"]),
+        "ddp_peak_rss_mb": _sig(peak["ddp"]),
+        "zero2_over_ddp_rss": _sig(peak["zero2"] / peak["ddp"]),
+        "zero2_rss_above_start_mb": _sig(grown["zero2"]),
+        "ddp_rss_above_start_mb": _sig(grown["ddp"]),
+        "zero2_over_ddp_rss_above_start": _sig(grown["zero2"] / grown["ddp"]),
+        "zero2_optimizer_state_mb": _sig(state["zero2"]),
+        "ddp_optimizer_state_mb": _sig(state["ddp"]),
+        "zero2_over_ddp_optimizer_state": _sig(state["zero2"] / state["ddp"]),
+    }
+
+
+# ---------------------------------------------------------------- all of it
+
+
+def run(cfg: TrainBenchConfig | None = None) -> Figures:
+    """Every training figure in one run (flat, for ``metrics/bench.json``)."""
+    cfg = cfg or TrainBenchConfig()
+    with torch_threads(cfg.threads) as threads:
+        peak = matmul_peak_gflops(cfg.matmul_size, cfg.matmul_repeats)
+        steps = step_benchmark(cfg)
+    out: Figures = {"config": cfg.describe(), "torch_threads": threads, **steps}
+    out["matmul_peak_gflops"] = _sig(peak)
+    out["base_utilisation"] = _sig(float(steps["base_step_gflops"]) / peak)
+    out["mosa_utilisation"] = _sig(float(steps["mosa_step_gflops"]) / peak)
+    out.update(memory_benchmark(cfg))
+    return out

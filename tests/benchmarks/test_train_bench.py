@@ -1,0 +1,173 @@
+"""Training benchmark: FLOP counting and optimizer-state accounting on known answers, then one run of
+every measurement at the smallest settings (consistent ratios, ZeRO-2 halves the optimizer state)."""
+
+from __future__ import annotations
+
+import psutil
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks import train as tb
+from benchmarks._rank_memory import base_optimizer, make_mlp, optimizer_state_bytes
+
+SMALL = tb.TrainBenchConfig(
+    frames=9,
+    height=16,
+    width=32,
+    clips=2,
+    batch=1,
+    layers=2,
+    heads=2,
+    latent_channels=4,
+    vae_block_channels=(8, 8, 16, 16),
+    track_points=8,
+    text_tokens=8,
+    warmup_steps=1,
+    steps=2,
+    threads=1,
+    mem_width=512,
+    mem_depth=2,
+    mem_steps=2,
+    mem_micro_batch=4,
+    matmul_size=256,
+    matmul_repeats=2,
+)
+
+
+def _torch_count(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def test_conv_backward_flops_count_grouped_convolutions_once() -> None:
+    x = torch.randn(2, 12, 9, 9, requires_grad=True)
+    w = torch.randn(12, 3, 3, 3, requires_grad=True)
+    wt = torch.randn(12, 5, 3, 3, requires_grad=True)
+    mapping = {torch.ops.aten.convolution_backward: tb.conv_backward_flops}
+
+    def ours(fn) -> int:
+        counter = FlopCounterMode(display=False, custom_mapping=mapping)
+        with counter:
+            fn()
+        return counter.get_total_flops()
+
+    def grouped() -> None:
+        nn.functional.conv2d(x, w, groups=4, stride=2).sum().backward()
+
+    def group_by_group() -> None:
+        for g in range(4):
+            nn.functional.conv2d(x[:, 3 * g : 3 * g + 3], w[3 * g : 3 * g + 3], stride=2).sum().backward()
+
+    # a grouped convolution costs what its groups cost one by one (torch's formula counts 4x the weight grad)
+    assert ours(grouped) == _torch_count(group_by_group)
+    assert _torch_count(grouped) > ours(grouped)
+    # dense and transposed convolutions: the same count as torch's own formula
+    for fn in (
+        lambda: nn.functional.conv2d(x, w[:, :1].expand(12, 12, 3, 3).contiguous()).sum().backward(),
+        lambda: nn.functional.conv_transpose2d(x, wt, stride=2).sum().backward(),
+    ):
+        assert ours(fn) == _torch_count(fn) > 0
+
+
+def test_count_train_flops_of_a_linear_layer() -> None:
+    model = nn.Linear(8, 4)
+    x = torch.randn(3, 8)
+    product = 2 * 3 * 8 * 4  # one 3×8 @ 8×4 product, 2 FLOPs per multiply-add
+    # forward x·Wᵀ and grad_W; no grad_x for an input that does not require it
+    assert tb.count_train_flops(model, lambda m, batch: (m(batch).sum(), {}), x) == 2 * product
+    assert all(p.grad is None for p in model.parameters())
+    # with grad_x too: three products
+    x.requires_grad_(True)
+    assert tb.count_train_flops(model, lambda m, batch: (m(batch).sum(), {}), x) == 3 * product
+
+
+def test_optimizer_state_bytes_of_adamw() -> None:
+    model = nn.Linear(10, 10)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    assert optimizer_state_bytes(opt) == 0
+    model(torch.randn(2, 10)).sum().backward()
+    opt.step()
+    # exp_avg + exp_avg_sq in fp32 per element, plus one fp32 step counter per parameter tensor
+    assert optimizer_state_bytes(opt) == 2 * 4 * 110 + 4 * 2
+
+    class Wrapper:  # DeepSpeed's ZeRO optimizers keep the torch optimizer in .optimizer
+        optimizer = opt
+
+    assert base_optimizer(Wrapper()) is opt
+    with pytest.raises(TypeError, match=r"no torch\.optim\.Optimizer found inside str"):
+        optimizer_state_bytes("adam")
+    with pytest.raises(ValueError, match="width and depth must be >= 1"):
+        make_mlp(0, 2)
+
+
+def test_torch_threads_restores_the_count_and_matmul_peak_is_positive() -> None:
+    before = torch.get_num_threads()
+    with tb.torch_threads(1) as n:
+        assert n == torch.get_num_threads() == 1
+        assert tb.matmul_peak_gflops(128, 2) > 0
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n and repeats must be >= 1"):
+        tb.matmul_peak_gflops(0)
+
+
+def test_a_launch_that_overruns_is_killed_with_a_clear_error(tmp_path) -> None:
+    cfg = SMALL.model_copy(update={"mem_timeout_s": 0.5})
+    with pytest.raises(
+        TimeoutError, match=r"ZeRO stage 2 memory run did not finish within 0 s.*raise mem_timeout_s"
+    ):
+        tb.rank_memory(2, cfg, tmp_path)
+    assert not psutil.Process().children(recursive=True)
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict:
+    return tb.run(SMALL)
+
+
+def test_step_figures_are_positive_and_consistent(figures) -> None:
+    f = figures
+    rel = 2e-3  # every figure is rounded to 4 significant digits
+    for key in (
+        "base_step_s",
+        "mosa_step_s",
+        "matmul_peak_gflops",
+        "base_gflop_per_step",
+        "mosa_gflop_per_step",
+    ):
+        assert f[key] > 0, key
+    assert f["mosa_over_base"] == pytest.approx(f["mosa_step_s"] / f["base_step_s"], rel=rel)
+    assert f["base_samples_per_s"] == pytest.approx(SMALL.batch / f["base_step_s"], rel=rel)
+    assert f["mosa_samples_per_s"] == pytest.approx(SMALL.batch / f["mosa_step_s"], rel=rel)
+    assert f["mosa_step_gflops"] == pytest.approx(f["mosa_gflop_per_step"] / f["mosa_step_s"], rel=rel)
+    assert f["mosa_utilisation"] == pytest.approx(f["mosa_step_gflops"] / f["matmul_peak_gflops"], rel=rel)
+    assert 0 < f["mosa_utilisation"] <= 1.5 and 0 < f["base_utilisation"] <= 1.5
+    # the decode, depth network and soft tracker make a MoSA step costlier than a base step
+    assert f["mosa_gflop_per_step"] > f["base_gflop_per_step"]
+    assert f["torch_threads"] == 1 and "clip 9x16x32" in f["config"]
+    assert f["mosa_trainable_params"] > 0 and f["base_trainable_params"] > 0
+
+
+def test_zero2_holds_half_the_optimizer_state_per_rank(figures) -> None:
+    f = figures
+    params = f["memory_model_params"]
+    assert params == 2 * (512 * 512 + 512)
+    # stage 0 (plain data parallel): every rank holds Adam's two fp32 moments of every parameter
+    assert f["ddp_optimizer_state_mb"] == pytest.approx(2 * 4 * params / 2**20, rel=1e-3)
+    assert f["zero2_optimizer_state_mb"] < 0.75 * f["ddp_optimizer_state_mb"]
+    assert f["zero2_optimizer_state_mb"] > 0.4 * f["ddp_optimizer_state_mb"]
+    assert f["zero2_over_ddp_optimizer_state"] == pytest.approx(
+        f["zero2_optimizer_state_mb"] / f["ddp_optimizer_state_mb"], rel=2e-3
+    )
+    for key in ("zero2_peak_rss_mb", "ddp_peak_rss_mb", "zero2_rss_above_start_mb", "ddp_rss_above_start_mb"):
+        assert f[key] > 0, key
+    assert f["zero2_over_ddp_rss"] == pytest.approx(f["zero2_peak_rss_mb"] / f["ddp_peak_rss_mb"], rel=2e-3)
+    assert "stage 0" in f["memory_ddp_is"] and "DDP" in f["memory_ddp_is"]
+
+
+def test_bad_clip_size_names_the_rule() -> None:
+    with pytest.raises(ValueError, match=r"frames must be 8N\+1"):
+        tb.step_benchmark(SMALL.model_copy(update={"frames": 10}))
