@@ -136,6 +136,8 @@ def test_overfits_a_few_real_motion_windows(windows):
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
+    if dist.is_initialized():  # a forked child inherits the parent's group (e.g. a 1-process engine world)
+        dist.destroy_process_group()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     torch.manual_seed(0)
     model = MotionVQVAE(VQVAEConfig(width=8, depth=1, codebook_size=8, code_dim=4, dead_code_threshold=2))
