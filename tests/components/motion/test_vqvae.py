@@ -136,8 +136,6 @@ def test_overfits_a_few_real_motion_windows(windows):
 def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    if dist.is_initialized():  # a forked child inherits the parent's group (e.g. a 1-process engine world)
-        dist.destroy_process_group()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     torch.manual_seed(0)
     model = MotionVQVAE(VQVAEConfig(width=8, depth=1, codebook_size=8, code_dim=4, dead_code_threshold=2))
@@ -154,7 +152,9 @@ def test_codebooks_stay_identical_across_distributed_ranks(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_ddp_worker, args=(port, str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    # spawn, not fork: a forked child inherits any process group and threads the parent holds
+    # (e.g. a 1-process DeepSpeed world from an earlier test) and can hang tearing them down.
     q0, q1 = (torch.load(tmp_path / f"q{r}.pt") for r in (0, 1))
     for name in ("codebook", "ema_sum", "ema_count", "unused_steps"):
         assert torch.equal(q0[name], q1[name]), name
