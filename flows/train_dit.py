@@ -101,7 +101,7 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
         mosa_cfg = MoSAConfig(**params.mosa)
         train_cfg = DiTTrainConfig(
             weights=LossWeights(**params.losses), aux_every=params.aux_every,
-            track_points=params.track_points, seed=params.seed,
+            aux_samples=params.aux_samples, track_points=params.track_points, seed=params.seed,
         )  # fmt: skip
         examples = build_examples(
             train, spec, bundle.models.vae, bundle.text.encode, structure=mosa_cfg.skeleton_encoder,

@@ -403,6 +403,7 @@ class TrainDiTParams(_Strict):
     zero_stage: Literal[0, 1, 2, 3] = 2
     checkpoint_every: int = Field(default=100, ge=0)
     aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
+    aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
     track_points: int = Field(default=48, ge=1)
     frames: int | None = Field(default=None, description="GPU profiles: clip frames (CPU: the base's)")
     height: int | None = None

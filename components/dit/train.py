@@ -22,6 +22,8 @@
    ``aux_every = k`` saves the two decodes' CPU time on the other steps; the terms are not rescaled,
    so on average they act with ``λ/k`` (raise λ by ``k`` to keep the paper's balance).
    ``aux_max_t`` leaves out samples noisier than that share of the timesteps (x̂₀ is a blur there);
+   ``aux_samples = m`` decodes only the ``m`` least noisy kept samples of the batch (the others add
+   nothing to these terms on that step);
 6. ``combine`` (Eq. 9) gives the total and logs each term unweighted and weighted.
 
 ``train_mosa`` wires this to the DeepSpeed ``Trainer`` and returns the trained ``MoSATransformer``.
@@ -69,6 +71,9 @@ class DiTTrainConfig(BaseModel):
     decode_for_aux: bool = Field(True, description="decode x̂₀ for the tracking and contact losses")
     aux_every: int = Field(1, ge=1, description="compute tracking/contact on every k-th micro-step")
     aux_max_t: float = Field(1.0, gt=0, le=1, description="aux terms only for t below this share")
+    aux_samples: int | None = Field(
+        None, ge=1, description="decode at most this many kept samples per aux step (least noisy first)"
+    )
     track_points: int = Field(64, ge=1, description="person tracks per clip through the soft tracker")
     track_radius: int = Field(4, ge=0, description="soft tracker search half-width, pixels")
     track_patch: int = Field(3, ge=1, description="soft tracker patch half-width, pixels")
@@ -192,6 +197,22 @@ def contact_term(
 # ---------------------------------------------------------------- the objective
 
 
+def _aux_rows(keep: Tensor, t: Tensor, limit: int | None) -> Tensor | None:
+    """Rows to decode for the auxiliary terms: every row (``None``) without a limit, else at most
+    ``limit`` kept rows, least noisy first (at least one row, so the terms keep their graph)."""
+    if limit is None or limit >= keep.shape[0]:
+        return None
+    order = torch.argsort(t.float() + (~keep).float() * (t.float().max() + 1), stable=True)
+    return order[: max(1, min(limit, int(keep.sum()) or 1))]
+
+
+def _take_rows(value: Any, rows: Tensor, batch_size: int) -> Any:
+    """``value[rows]`` for per-sample tensors (leading dimension ``batch_size``); others unchanged."""
+    if torch.is_tensor(value) and value.ndim > 0 and value.shape[0] == batch_size:
+        return value[rows.to(value.device)]
+    return value
+
+
 TermsFn = Callable[[nn.Module, Mapping[str, Any]], tuple[dict[str, Tensor], dict[str, float]]]
 
 
@@ -259,12 +280,17 @@ def make_terms_fn(
         if aux:
             n = float(scheduler.config.num_train_timesteps)
             keep = t.float() <= cfg.aux_max_t * n
+            rows, sub = _aux_rows(keep, t, cfg.aux_samples), batch
+            if rows is not None:  # decode only the chosen samples: the VAE decode dominates CPU time
+                x0_hat, keep = x0_hat[rows], keep[rows]
+                sub = {k: _take_rows(v, rows, t.shape[0]) for k, v in batch.items()}
+            logs["aux_decoded"] = float(x0_hat.shape[0])
             frames = spec.vae_decode(vae, x0_hat.to(vae.dtype)).float()
             if cfg.track_active:
-                losses["track"], extra = track_term(frames, batch, keep, cfg)
+                losses["track"], extra = track_term(frames, sub, keep, cfg)
                 logs.update(extra)
             if cfg.contact_active:
-                losses["contact"], extra = contact_term(frames, batch, keep, depth_fn, cfg)
+                losses["contact"], extra = contact_term(frames, sub, keep, depth_fn, cfg)
                 logs.update(extra)
         return losses, logs
 

@@ -139,6 +139,12 @@ def test_ablation_switches_choose_the_active_terms(setup) -> None:
             model, data.batch(0, 2)
         )
     assert logs["track"] == 0.0 and logs["contact"] == 0.0
+    # aux_samples: only the least noisy kept samples are decoded; the diffusion term is untouched
+    with torch.no_grad():
+        full = make_loss_fn(spec, base, DiTTrainConfig(), depth)(model, data.batch(0, 2))[1]
+        one = make_loss_fn(spec, base, DiTTrainConfig(aux_samples=1), depth)(model, data.batch(0, 2))[1]
+    assert full["aux_decoded"] == 2.0 and one["aux_decoded"] == 1.0
+    assert one["diff"] == full["diff"] and one["track"] != full["track"]
     # the weighting mode reaches the tracking loss
     with torch.no_grad():
         static = make_loss_fn(spec, base, DiTTrainConfig(weights=LossWeights(track_mode="static")), depth)
@@ -243,3 +249,15 @@ def test_a_short_deepspeed_run_lowers_the_loss(tmp_path) -> None:
     after = mean_loss(model)
     assert after < 0.85 * before, (before, after)
     assert any(p.abs().sum() > 0 for p in model.hadc[0].predictor.mlp[-1].parameters())
+
+
+def test_aux_rows_pick_the_least_noisy_kept_samples() -> None:
+    from components.dit.train import _aux_rows
+
+    keep = torch.tensor([True, False, True, True])
+    t = torch.tensor([500, 10, 300, 700])
+    assert _aux_rows(keep, t, None) is None and _aux_rows(keep, t, 4) is None
+    assert _aux_rows(keep, t, 2).tolist() == [2, 0]
+    assert _aux_rows(keep, t, 1).tolist() == [2]
+    # nothing kept: one row still decoded (its terms see no sample, as without the limit)
+    assert _aux_rows(torch.zeros(4, dtype=torch.bool), t, 2).tolist() == [1]
