@@ -9,11 +9,15 @@ then unpatchify to the token grid, upsample by the patch size, one 3-D conv) tur
 latent ``m̂`` trained with ``L_mask = ‖m̂ − E(mask)‖²`` (Eq. 6), which makes ``W`` spread over the
 visible person.
 
-Ablation switch ``hadc`` (``MoSAConfig.hadc``):
+Ablation switch ``hadc`` (``MoSAConfig.hadc``), one per row of the paper's ablation:
 - ``"on"``: as above.
-- ``"no_w"``: ``z_i' = z_i + α·s_i`` with one learned scalar ``α`` starting at 0 (control-net style); no
-  weight map, no mask head.
-- ``"off"``: no injection at all (no HADC module is built; see ``mosa.py``).
+- ``"no_w"`` (paper "w/o W"): ``z_i' = z_i + w ⊙ s_i`` with ``w`` a learned *static* per-channel
+  vector (size ``dim``, zero-initialised, so the model still starts as the base): no input-dependent
+  weights, and no mask head (``M`` is defined on ``W``), so no mask loss.
+- ``"off"`` (paper "w/o HADC"): no HADC module is built; the structure features are added directly,
+  ``z_i' = z_i + s_i`` (``direct_injection``, control-net style with unit weight), after the same
+  blocks. The structure blocks still train. Unlike ``"on"``/``"no_w"`` this does *not* start as the
+  base: ``s_i`` enters at full strength from step 0.
 """
 
 from __future__ import annotations
@@ -116,8 +120,24 @@ class HADCOutput:
     mask_latent: Tensor | None = None
 
 
+def _check_same_shape(s: Tensor, z: Tensor) -> None:
+    if s.shape != z.shape:
+        raise ValueError(f"structure features {tuple(s.shape)} must match the video tokens {tuple(z.shape)}")
+
+
+def direct_injection(z: Tensor, s: Tensor) -> Tensor:
+    """``hadc="off"`` (no HADC module): ``z + s``, the structure features added with unit weight."""
+    _check_same_shape(s, z)
+    return z + s.to(z.dtype)
+
+
 class HADC(nn.Module):
-    """One HADC module (``mode`` ``"on"`` or ``"no_w"``) placed after one base block."""
+    """One HADC module placed after one base block.
+
+    ``mode="on"``: predictor ``P`` and mask head ``M``, ``z + W ⊙ s``. ``mode="no_w"``: one static
+    per-channel weight ``alpha`` [dim] (zero-initialised), ``z + alpha ⊙ s``, no mask head. With
+    ``"off"`` no module is built (``direct_injection`` instead).
+    """
 
     def __init__(
         self,
@@ -143,17 +163,14 @@ class HADC(nn.Module):
                 dim, hidden, latent_channels, patch, mask_channels, upsample, activation
             )
         else:
-            self.alpha = nn.Parameter(torch.zeros(()))
+            self.alpha = nn.Parameter(torch.zeros(dim))
 
     def forward(
         self, z: Tensor, s: Tensor, c: Tensor, grid: tuple[int, int, int], compute_mask: bool = True
     ) -> HADCOutput:
         """``z`` video tokens, ``s`` structure features (both [B,T,D]), ``c`` text tokens [B,L,D]."""
         if self.mode == "no_w":
-            if s.shape != z.shape:
-                raise ValueError(
-                    f"structure features {tuple(s.shape)} must match the video tokens {tuple(z.shape)}"
-                )
+            _check_same_shape(s, z)
             return HADCOutput(hidden=z + (self.alpha * s).to(z.dtype))
         weights = self.predictor(s, z, c)
         mask = self.mask_head(weights, grid) if compute_mask else None

@@ -1,18 +1,22 @@
 """The MoSA appearance-branch transformer: a frozen base DiT plus trainable structure blocks and HADC.
 
-``MoSATransformer`` owns only the trainable parts (structure blocks, HADC modules, optionally the
-conv skeleton encoder). The frozen base is kept *outside* the module tree: it is stored as a plain
-attribute (not registered), and may also be passed to ``forward``. So ``parameters()``,
-``state_dict()``, ``.to()`` and an optimizer see only what trains, and a DeepSpeed ZeRO-3 engine
-built on this module partitions the trainable parameters and never the base; the base stays
-replicated (e.g. bf16) on each rank and is moved with its own ``.to()``.
+``MoSATransformer`` owns only the trainable parts (structure blocks, HADC modules unless
+``hadc="off"``, optionally the conv skeleton encoder). The frozen base is kept *outside* the module
+tree: it is stored as a plain attribute (not registered), and may also be passed to ``forward``. So
+``parameters()``, ``state_dict()``, ``.to()`` and an optimizer see only what trains, and a DeepSpeed
+ZeRO-3 engine built on this module partitions the trainable parameters and never the base; the base
+stays replicated (e.g. bf16) on each rank and is moved with its own ``.to()``.
 
 Data flow, with N = ``num_structure_blocks``: the base runs block by block; after base block
 ``i < N`` the structure branch computes ``s_{i+1}`` from the skeleton latents and HADC ``i`` updates
-the video tokens. With every HADC output layer at zero the model equals the base exactly.
+the video tokens (``hadc="off"``: no HADC module, ``z + s_{i+1}`` is added directly). With
+``hadc="on"``/``"no_w"`` the zero-initialised HADC output (``W``, resp. the static weight) makes the
+model equal the base exactly at initialisation; with ``hadc="off"`` it does not (``s`` enters at unit
+weight from step 0); ``structure="off"`` is the plain base (nothing is built, nothing trains).
 
-Mask latents are returned as a list, one per HADC module (each is supervised against the encoded
-person mask; the loss averages them), so each module's ``W`` gets its own mask supervision.
+Mask latents are returned as a list, one per HADC module with ``hadc="on"`` (each is supervised
+against the encoded person mask; the loss averages them), so each module's ``W`` gets its own mask
+supervision.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from components.dit.hadc import HADC, HADCMode
+from components.dit.hadc import HADC, HADCMode, direct_injection
 from components.dit.skeleton_encoder import SkeletonConvEncoder
 from components.dit.spec import BackboneSpec, BlockContext, ControlHooks, get_spec
 from components.dit.structure import StructureBranch, StructureMode
@@ -60,12 +64,16 @@ class MoSAConfig(BaseModel):
 
     @property
     def branch_active(self) -> bool:
-        """Whether anything is injected; ``structure="off"`` or ``hadc="off"`` leave the plain base."""
-        return self.structure != "off" and self.hadc != "off"
+        """Whether structure features are injected; only ``structure="off"`` leaves the plain base.
+
+        ``hadc="off"`` still injects (``z + s``, no HADC module) and trains the structure blocks.
+        """
+        return self.structure != "off"
 
 
 class _InjectStructure(ControlHooks):
-    """Per-call state: runs ``B_{i+1}`` and HADC ``i`` after base block ``i``; collects W and masks."""
+    """Per-call state: runs ``B_{i+1}`` and HADC ``i`` (or ``z + s``) after base block ``i``; collects
+    W and masks."""
 
     def __init__(self, model: MoSATransformer, skeleton_latents: Tensor, compute_masks: bool) -> None:
         self.model = model
@@ -78,11 +86,13 @@ class _InjectStructure(ControlHooks):
 
     def after_block(self, index: int, hidden: Tensor, encoder_hidden: Tensor, ctx: BlockContext) -> Tensor:
         structure, hadc = self.model.structure, self.model.hadc
-        if index >= len(hadc):
+        if index >= len(structure.blocks):
             return hidden
         if index == 0:
             self.s, self.s_text = structure.embed(self.latents, ctx)
         self.s, self.s_text = structure.step(index, self.s, self.s_text, ctx)
+        if hadc is None:  # hadc="off": direct injection with unit weight
+            return direct_injection(hidden, self.s)
         out = hadc[index](hidden, self.s, encoder_hidden, ctx.grid, compute_mask=self.compute_masks)
         if out.weights is not None:
             self.weights.append(out.weights)
@@ -125,19 +135,20 @@ class MoSATransformer(nn.Module):
         dim, channels, patch = spec.hidden_size(base), spec.latent_channels(base), spec.patch_size(base)
         self.structure = StructureBranch(spec, base, config.num_structure_blocks)
         with torch.device(ref.device):
-            self.hadc = nn.ModuleList(
-                HADC(
-                    config.hadc,
-                    dim,
-                    channels,
-                    patch,
-                    hidden=config.hadc_hidden_dim,
-                    mask_channels=config.mask_channels,
-                    upsample=config.mask_upsample,
-                    activation=config.activation,
+            if config.hadc != "off":
+                self.hadc = nn.ModuleList(
+                    HADC(
+                        config.hadc,
+                        dim,
+                        channels,
+                        patch,
+                        hidden=config.hadc_hidden_dim,
+                        mask_channels=config.mask_channels,
+                        upsample=config.mask_upsample,
+                        activation=config.activation,
+                    )
+                    for _ in range(config.num_structure_blocks)
                 )
-                for _ in range(config.num_structure_blocks)
-            )
             if config.skeleton_encoder == "conv":
                 self.skeleton_encoder = SkeletonConvEncoder(
                     channels,
@@ -147,7 +158,8 @@ class MoSATransformer(nn.Module):
                 )
         # new modules take the base's dtype; the copied blocks keep the base's per-module dtypes
         # (diffusers keeps some Wan modules in float32 under a bf16 load)
-        self.hadc.to(dtype=ref.dtype)
+        if self.hadc is not None:
+            self.hadc.to(dtype=ref.dtype)
         if self.skeleton_encoder is not None:
             self.skeleton_encoder.to(dtype=ref.dtype)
 
@@ -189,9 +201,11 @@ class MoSATransformer(nn.Module):
     ) -> dict[str, Any]:
         """→ ``{"v_pred": [B,F,C,h,w], "mask_latents": [m̂ per HADC], "weights": [W per HADC]}``.
 
+        ``mask_latents`` and ``weights`` are empty unless ``hadc="on"``.
+
         ``base`` is the frozen transformer (``None``: the one given at construction); ``structure_input``
         is the skeleton latents (``skeleton_encoder="vae"``) or skeleton video (``"conv"``), required
-        unless the branch is off. ``compute_masks=False`` skips the mask heads (generation).
+        unless ``structure="off"``. ``compute_masks=False`` skips the mask heads (generation).
         """
         base = self._base if base is None else base
         if not self.config.branch_active:

@@ -251,7 +251,7 @@ def make_terms_fn(
         t = sample_timesteps(spec, scheduler, x0.shape[0], cfg.t_range, gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
         x_t = spec.add_noise(scheduler, x0, noise, t)
-        hadc_on = getattr(engine, "module", engine).config.hadc == "on"
+        hadc_on = getattr(engine, "module", engine).config.hadc == "on"  # only "on" has mask heads
         out = engine(
             None,
             x_t.to(dtype),
@@ -338,8 +338,10 @@ def train_mosa(
 ) -> tuple[MoSATransformer, TrainResult]:
     """Build the MoSA model around the frozen base, train it on ``examples``, return it with the result.
 
-    With the branch off (``structure="off"`` or ``hadc="off"``) nothing trains: the model is the base
-    and the result has 0 steps. Checkpoints in ``ckpt_dir`` make the run resumable.
+    With ``structure="off"`` nothing trains: the model is the base and the result has 0 steps.
+    ``hadc="off"`` still trains the structure blocks (their features are added directly, ``z + s``);
+    ``hadc="no_w"``/``"off"`` have no mask head, so no mask loss. Checkpoints in ``ckpt_dir`` make the
+    run resumable.
     """
     if mosa_cfg.backbone != spec.name:
         raise ValueError(f"MoSAConfig.backbone is {mosa_cfg.backbone!r} but the spec is {spec.name!r}")
@@ -353,11 +355,7 @@ def train_mosa(
         )
     model = MoSATransformer(base_models.transformer, mosa_cfg)
     if not mosa_cfg.branch_active:
-        log.warning(
-            "structure=%s, hadc=%s: nothing to train, the model is the base",
-            mosa_cfg.structure,
-            mosa_cfg.hadc,
-        )
+        log.warning("structure=%s: nothing to train, the model is the base", mosa_cfg.structure)
         return model, TrainResult(0, [], None, 0.0, engine_cfg.zero_stage, 1)
     loss_fn = make_loss_fn(spec, base_models, train_cfg, depth_fn)
     trainer = Trainer(model, engine_cfg, loss_fn, ckpt_dir=ckpt_dir, log_fn=log_fn)

@@ -93,7 +93,7 @@ def test_predict_rejects_bad_inputs() -> None:
 
 def test_vae_round_trip_shapes_and_scaling() -> None:
     vae = SPEC.build_tiny(TinyConfig()).vae.eval()
-    video = torch.rand(1, 3, 17, 96, 144) * 2 - 1
+    video = torch.rand(1, 3, 17, 96, 144, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         z = SPEC.vae_encode(vae, video)
         assert z.shape == (1, 5, 4, 12, 18)
@@ -101,7 +101,8 @@ def test_vae_round_trip_shapes_and_scaling() -> None:
         assert out.shape == video.shape
         vae.register_to_config(scaling_factor=2.5)
         torch.testing.assert_close(SPEC.vae_encode(vae, video), 2.5 * z)
-        torch.testing.assert_close(SPEC.vae_decode(vae, 2.5 * z), out)
+        # (2.5 z) / 2.5 is z only up to rounding, which the decoder amplifies a little
+        torch.testing.assert_close(SPEC.vae_decode(vae, 2.5 * z), out, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="8N\\+1"):
         SPEC.vae_encode(vae, video[:, :, :13])
 

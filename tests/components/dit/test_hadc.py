@@ -1,4 +1,5 @@
-"""HADC: zero-initialised weight predictor (Eq. 4-5), mask head layout (Eq. 6), ablation modes."""
+"""HADC: zero-initialised weight predictor (Eq. 4-5), mask head layout (Eq. 6), ablation modes
+(``no_w``: static per-channel weight; ``off``: direct injection ``z + s``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from components.dit.hadc import HADC, MaskHead, WeightPredictor
+from components.dit.hadc import HADC, MaskHead, WeightPredictor, direct_injection
 
 torch.set_num_threads(1)
 D, GRID, PATCH = 8, (3, 2, 4), (1, 2, 2)
@@ -114,19 +115,41 @@ def test_mask_loss_trains_the_predictor_through_w() -> None:
     assert hadc(z, s, c, GRID).weights.abs().sum() > 0
 
 
-def test_no_w_mode_is_a_zero_initialised_scalar_gate() -> None:
+def test_no_w_mode_is_a_zero_initialised_static_per_channel_weight() -> None:
     z, s, c = _tokens()
     hadc = HADC("no_w", D, latent_channels=4, patch=PATCH)
-    assert [n for n, _ in hadc.named_parameters()] == ["alpha"]
+    assert [(n, p.shape) for n, p in hadc.named_parameters()] == [("alpha", (D,))]
+    assert not hadc.alpha.any()
     out = hadc(z, s, c, GRID)
     assert torch.equal(out.hidden, z) and out.weights is None and out.mask_latent is None
+    w = torch.linspace(-1, 1, D)
     with torch.no_grad():
-        hadc.alpha.fill_(0.5)
-    torch.testing.assert_close(hadc(z, s, c, GRID).hidden, z + 0.5 * s)
+        hadc.alpha.copy_(w)
+    torch.testing.assert_close(hadc(z, s, c, GRID).hidden, z + w * s)
+    # static: the same weight whatever the video and text tokens
+    torch.testing.assert_close(hadc(z + 1.0, s, c - 1.0, GRID).hidden, z + 1.0 + w * s)
+    with pytest.raises(ValueError, match="must match the video tokens"):
+        hadc(z, s[:, :-1], c, GRID)
 
 
-def test_off_mode_builds_no_module() -> None:
+def test_no_w_weight_learns_from_a_loss() -> None:
+    z, s, c = _tokens()
+    hadc = HADC("no_w", D, latent_channels=4, patch=PATCH)
+    before = hadc(z, s, c, GRID).hidden.detach()
+    opt = torch.optim.SGD(hadc.parameters(), lr=0.1)
+    (hadc(z, s, c, GRID).hidden - (z + s)).square().mean().backward()
+    opt.step()
+    assert hadc.alpha.abs().min() > 0
+    assert not torch.allclose(hadc(z, s, c, GRID).hidden, before)
+
+
+def test_off_mode_builds_no_module_and_adds_the_features_directly() -> None:
+    z, s, _ = _tokens()
     with pytest.raises(ValueError, match="no module is built"):
         HADC("off", D, latent_channels=4, patch=PATCH)
+    torch.testing.assert_close(direct_injection(z, s), z + s)
+    assert direct_injection(z, s.double()).dtype == z.dtype
+    with pytest.raises(ValueError, match="must match the video tokens"):
+        direct_injection(z, s[:, :-1])
     with pytest.raises(ValueError, match="nearest"):
         MaskHead(D, 16, 4, PATCH, upsample="bilinear")

@@ -1,4 +1,5 @@
-"""MoSA transformer: starts as the base, trains only its own modules, ablations, persistence, sizes."""
+"""MoSA transformer: starts as the base (hadc on/no_w), trains only its own modules, ablations
+(hadc off: direct ``z + s``; structure off: the base), persistence, sizes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from components.dit.mosa import MoSAConfig, MoSATransformer, count_parameters
 from components.dit.skeleton_encoder import vae_encode_skeleton
-from components.dit.spec import TinyConfig, get_spec
+from components.dit.spec import BlockContext, ControlHooks, TinyConfig, get_spec
 
 torch.set_num_threads(1)
 SMALL = TinyConfig(sample_height=32, sample_width=48)
@@ -91,14 +92,15 @@ def test_at_init_only_the_predictor_output_layer_and_mask_heads_get_gradients() 
     assert all(p.grad is None or not p.grad.any() for p in mosa.structure.parameters())
 
 
-def test_structure_off_and_hadc_off_give_the_plain_base() -> None:
+def test_structure_off_gives_the_plain_base() -> None:
     models = _base("cogvideox")
     x, t, text, _ = _batch("cogvideox")
     with torch.no_grad():
         reference = get_spec("cogvideox").predict(models.transformer, x, t, text)["v_pred"]
-    for cfg in (MoSAConfig(structure="off"), MoSAConfig(hadc="off")):
+    for hadc in ("on", "no_w", "off"):
+        cfg = MoSAConfig(structure="off", hadc=hadc)
         mosa = MoSATransformer(models.transformer, cfg)
-        assert not cfg.branch_active
+        assert not cfg.branch_active and mosa.structure is None and mosa.hadc is None
         assert mosa.trainable_parameters() == [] and count_parameters(mosa)["trainable"] == 0
         with torch.no_grad():
             out = mosa(None, x, t, text)  # no skeleton needed
@@ -106,19 +108,63 @@ def test_structure_off_and_hadc_off_give_the_plain_base() -> None:
         assert out["mask_latents"] == [] and out["weights"] == []
 
 
-def test_no_w_trains_a_scalar_gate_and_the_structure_blocks_without_mask_heads() -> None:
+class _ManualDirectInjection(ControlHooks):
+    """``z_i + s_i`` after base block ``i < N``, with all ``s_i`` from ``StructureBranch.forward``."""
+
+    def __init__(self, mosa: MoSATransformer, latents: torch.Tensor) -> None:
+        self.mosa, self.latents, self.features = mosa, latents, None
+
+    def after_block(self, index, hidden, encoder_hidden, ctx: BlockContext) -> torch.Tensor:
+        if index == 0:
+            self.features = self.mosa.structure(self.latents, ctx)
+        return hidden + self.features[index] if index < len(self.features) else hidden
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_hadc_off_adds_the_structure_features_directly(backbone: str) -> None:
+    models = _base(backbone)
+    spec = get_spec(backbone)
+    cfg = MoSAConfig(backbone=backbone, hadc="off", num_structure_blocks=1)
+    mosa = MoSATransformer(models.transformer, cfg)
+    assert cfg.branch_active and mosa.hadc is None
+    names = [n for n, _ in mosa.named_parameters()]
+    assert names and all(n.startswith("structure.") for n in names)
+    x, t, text, skeleton = _batch(backbone)
+    with torch.no_grad():
+        out = mosa(None, x, t, text, skeleton)
+        manual = spec.predict(models.transformer, x, t, text, control=_ManualDirectInjection(mosa, skeleton))
+        base = spec.predict(models.transformer, x, t, text)["v_pred"]
+    assert torch.equal(out["v_pred"], manual["v_pred"])
+    assert not torch.allclose(out["v_pred"], base)  # unlike "on"/"no_w", not the base at step 0
+    assert out["mask_latents"] == [] and out["weights"] == []
+
+
+def test_hadc_off_trains_the_structure_blocks_from_step_zero() -> None:
+    models = _base("cogvideox")
+    mosa = MoSATransformer(models.transformer, MoSAConfig(hadc="off", num_structure_blocks=2))
+    x, t, text, skeleton = _batch("cogvideox")
+    out = mosa(None, x, t, text, skeleton, compute_masks=True)
+    assert out["mask_latents"] == [] and out["weights"] == []
+    out["v_pred"].square().mean().backward()
+    for name, p in mosa.structure.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in models.transformer.parameters())
+
+
+def test_no_w_trains_a_static_per_channel_weight_and_the_structure_blocks_without_mask_heads() -> None:
     models = _base("cogvideox")
     mosa = MoSATransformer(models.transformer, MoSAConfig(hadc="no_w", num_structure_blocks=2))
-    names = [n for n, _ in mosa.named_parameters()]
-    assert "hadc.0.alpha" in names and "hadc.1.alpha" in names
-    assert not any("predictor" in n or "mask_head" in n for n in names)
-    assert any(n.startswith("structure.blocks.1.") for n in names)
+    params = dict(mosa.named_parameters())
+    assert params["hadc.0.alpha"].shape == params["hadc.1.alpha"].shape == (32,)
+    assert not params["hadc.0.alpha"].any() and not params["hadc.1.alpha"].any()
+    assert not any("predictor" in n or "mask_head" in n for n in params)
+    assert any(n.startswith("structure.blocks.1.") for n in params)
     x, t, text, skeleton = _batch("cogvideox")
     with torch.no_grad():
         reference = get_spec("cogvideox").predict(models.transformer, x, t, text)["v_pred"]
         assert torch.equal(mosa(None, x, t, text, skeleton)["v_pred"], reference)
     _train_step(mosa, x, t, text, skeleton)
-    assert mosa.hadc[0].alpha.item() != 0
+    assert mosa.hadc[0].alpha.abs().sum() > 0
     with torch.no_grad():
         out = mosa(None, x, t, text, skeleton)
     assert not torch.allclose(out["v_pred"], reference)

@@ -82,13 +82,18 @@ def test_at_step_zero_mosa_predicts_like_the_base(setup) -> None:
         mosa = model(None, x_t, t, batch["text_emb"], batch["structure"])["v_pred"]
         plain = spec.predict(base.transformer, x_t, t, batch["text_emb"])["v_pred"]
     assert torch.equal(mosa, plain)
-    # so the whole objective equals that of the plain base (the model with the branch off)
+    # so the whole objective equals that of the plain base (structure off), also for hadc="no_w";
+    # hadc="off" (direct z + s, no HADC module) does not start as the base
     cfg = DiTTrainConfig(weights=_only("none"), decode_for_aux=False)
     loss_fn = make_loss_fn(spec, base, cfg)
     with torch.no_grad():
         ours = loss_fn(model, batch)[1]
-        reference = loss_fn(_model(spec, base, hadc="off"), batch)[1]
+        reference = loss_fn(_model(spec, base, structure="off"), batch)[1]
+        no_w = loss_fn(_model(spec, base, hadc="no_w"), batch)[1]
+        direct = loss_fn(_model(spec, base, hadc="off"), batch)[1]
     assert ours["diff"] == reference["diff"] and ours["t_mean"] == reference["t_mean"]
+    assert no_w["diff"] == reference["diff"]
+    assert direct["diff"] != reference["diff"] and direct["t_mean"] == reference["t_mean"]
 
 
 @pytest.mark.parametrize("term", ["diff", "mask", "track", "contact"])
@@ -110,6 +115,19 @@ def test_each_term_trains_only_the_mosa_modules(setup, term: str) -> None:
     assert not any(p.requires_grad for p in frozen)
 
 
+def test_without_hadc_the_diffusion_term_trains_the_structure_blocks(setup) -> None:
+    spec, base, examples = setup
+    model = _model(spec, base, hadc="off")
+    cfg = DiTTrainConfig(weights=_only("mask"), decode_for_aux=False)  # mask weight on, but no mask head
+    losses, _ = make_terms_fn(spec, base, cfg)(model, ExampleSet(examples).batch(0, 2))
+    assert set(losses) == {"diff"}
+    losses["diff"].backward()
+    grads = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads and all(n.startswith("structure.") for n in grads)
+    assert any(n.startswith("structure.blocks.") for n in grads)
+    assert all(p.grad is None for p in base.transformer.parameters())
+
+
 def test_ablation_switches_choose_the_active_terms(setup) -> None:
     spec, base, examples = setup
     data = ExampleSet(examples)
@@ -127,6 +145,7 @@ def test_ablation_switches_choose_the_active_terms(setup) -> None:
     assert active(weights=LossWeights(mask=0.0)) == {"diff", "track", "contact"}
     assert active(decode_for_aux=False) == {"diff", "mask"}
     assert active(model=_model(spec, base, hadc="no_w")) == {"diff", "track", "contact"}
+    assert active(model=_model(spec, base, hadc="off")) == {"diff", "track", "contact"}
     # aux_every: the auxiliary terms on every k-th micro-step only
     loss_fn = make_loss_fn(spec, base, DiTTrainConfig(aux_every=2), depth)
     model = _model(spec, base)
