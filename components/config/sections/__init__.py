@@ -1,0 +1,1 @@
+"""The params.yaml sections, one module per stage (see ``components.config.schema``)."""

@@ -1,0 +1,49 @@
+"""params.yaml ``evaluate``: generation of the prompt set and its metrics.
+
+One module per stage, so that a stage's DVC deps change only with its own section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from components.config.sections.common import _Strict
+
+
+class EvaluateParams(_Strict):
+    """params.yaml ``evaluate`` section: generate clips for the repo's prompt set and measure them."""
+
+    pipeline: Path = Path("models/dit")
+    ingest: Path = Path("data/ingest")
+    prompts: Path | None = Field(
+        default=None, description="prompt file; default components/evaluation/prompts.txt"
+    )
+    limit: int | None = Field(default=None, ge=1, description="first N prompts (CPU default: a subset)")
+    seed: int = 0
+    steps: int = Field(default=20, ge=1)
+    guidance: float = Field(default=5.0, ge=0)
+    camera: str = "fixed"
+    reference_clips: int = Field(default=8, ge=1, description="held-out real clips for fd_effnet_frames")
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "fvd_i3d",
+            "fd_effnet_frames",
+            "clipsim",
+            "subject_consistency",
+            "background_consistency",
+            "motion_smoothness",
+            "dynamic_degree",
+            "imaging_quality_proxy",
+            "pose_confidence",
+            "temporal_jerk",
+            "contact_violation",
+            "skeleton_alignment_pck",
+            "mask_skeleton_iou",
+        ]
+    )
+    i3d_path: Path | None = None
+    clip_path: Path | None = None
+    dino_path: Path | None = None
+    motion_metrics: Path = Path("metrics/pretrain_motion.json")
+    reports: Path = Path("reports/eval")

@@ -1,0 +1,64 @@
+"""params.yaml ``train_dit``: the MoSA modules, their losses and the following check.
+
+One module per stage, so that a stage's DVC deps change only with its own section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from components.config.sections.common import TokenEncoderParams, _dit_config, _Strict
+
+
+class FollowParams(_Strict):
+    """Does the trained model follow its skeletons? Held-out annotated clips, MoSA vs the base alone."""
+
+    clips: int = Field(default=4, ge=1)
+    steps: int = Field(default=20, ge=1)
+    guidance: float = Field(default=5.0, ge=0)
+    seed: int = 0
+
+
+class TrainDiTParams(_Strict):
+    """params.yaml ``train_dit`` section: the MoSA modules (structure blocks + HADC) trained around the
+    frozen base with the diffusion, mask, tracking and contact losses (Eq. 9)."""
+
+    ingest: Path = Path("data/ingest")
+    annotate: Path = Path("data/annotate")
+    base: Path = Path("models/base")
+    base_path: Path | None = Field(default=None, description="GPU profiles: a local pretrained base")
+    backbone: Literal["cogvideox", "wan"] = "cogvideox"
+    text_encoder: TokenEncoderParams = TokenEncoderParams()
+    motion: Path = Path("models/motion")
+    output: Path = Path("models/dit")
+    reports: Path = Path("reports/train_dit")
+    plots: Path = Path("plots/train_dit")
+    checkpoints: Path = Path("checkpoints/train_dit")
+    cache: Path = Path("cache/train_dit")
+    seed: int = 0
+    mosa: dict = Field(default_factory=dict, validate_default=True, description="MoSAConfig fields")
+    losses: dict = Field(default_factory=dict, validate_default=True, description="LossWeights fields")
+    steps: int = Field(default=300, ge=1)
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=20, ge=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    checkpoint_every: int = Field(default=100, ge=0)
+    aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
+    aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
+    track_points: int = Field(default=48, ge=1)
+    frames: int | None = Field(default=None, description="GPU profiles: clip frames (CPU: the base's)")
+    height: int | None = None
+    width: int | None = None
+    follow: FollowParams = FollowParams()
+
+    @field_validator("mosa", "losses")
+    @classmethod
+    def _configs(cls, value: dict, info) -> dict:
+        return _dit_config(info.field_name, value)
