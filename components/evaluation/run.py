@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from components.evaluation.registry import MetricContext, MetricResult, VideoSample, compute_metrics
+from components.evaluation.registry import (
+    MetricContext,
+    MetricResult,
+    VideoSample,
+    available_metrics,
+    compute_metrics,
+)
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.txt")
 
@@ -105,7 +111,9 @@ def to_samples(pipe, generated: list[Generated], fps: float, with_points: bool =
 
 
 def evaluate_samples(
-    names: list[str], samples: list[VideoSample], reference: list[VideoSample], **ctx: Any
+    names: list[str] | None, samples: list[VideoSample], reference: list[VideoSample], **ctx: Any
 ) -> dict[str, MetricResult]:
+    """Every metric in ``names`` (``None``: every registered metric) on ``samples``; a failing metric
+    is recorded with its reason, never raised."""
     context = MetricContext(reference=reference, **ctx)
-    return compute_metrics(names, samples, context, on_error="record")
+    return compute_metrics(names or available_metrics(), samples, context, on_error="record")

@@ -25,22 +25,8 @@ class EvaluateParams(_Strict):
     guidance: float = Field(default=5.0, ge=0)
     camera: str = "fixed"
     reference_clips: int = Field(default=8, ge=1, description="held-out real clips for fd_effnet_frames")
-    metrics: list[str] = Field(
-        default_factory=lambda: [
-            "fvd_i3d",
-            "fd_effnet_frames",
-            "clipsim",
-            "subject_consistency",
-            "background_consistency",
-            "motion_smoothness",
-            "dynamic_degree",
-            "imaging_quality_proxy",
-            "pose_confidence",
-            "temporal_jerk",
-            "contact_violation",
-            "skeleton_alignment_pck",
-            "mask_skeleton_iou",
-        ]
+    metrics: list[str] | None = Field(
+        default=None, description="metric names; null: every registered metric (components.evaluation)"
     )
     i3d_path: Path | None = None
     clip_path: Path | None = None

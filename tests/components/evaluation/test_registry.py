@@ -228,3 +228,22 @@ def test_all_builtin_metrics_run_on_one_fully_annotated_clip(walk, ctx):
     assert unmeasured == {"fvd_i3d", "clipsim"}  # no I3D / CLIP model configured
     assert out["fd_effnet_frames"].value == pytest.approx(0.0, abs=1e-3)  # same frames, other order
     assert out["subject_consistency"].value > 0.8 and out["skeleton_alignment_pck"].value > 0.7
+
+
+def test_evaluate_samples_without_names_runs_every_registered_metric():
+    from components.evaluation.run import evaluate_samples
+
+    @register("test_frames_only")
+    def frames_only(samples, ctx):
+        return MetricResult.from_per_video("test_frames_only", [float(s.num_frames) for s in samples], True)
+
+    try:
+        samples = [VideoSample(frames(3), 8.0)]
+        picked = evaluate_samples(["test_frames_only"], samples, [])
+        assert list(picked) == ["test_frames_only"] and picked["test_frames_only"].value == 3.0
+        every = evaluate_samples(None, samples, [])
+        assert list(every) == available_metrics()
+        assert {"fd_effnet_frames", "temporal_jerk", "test_frames_only"} <= set(every)
+    finally:
+        registry._METRICS.pop("test_frames_only", None)
+        registry._DIRECTIONS.pop("test_frames_only", None)
