@@ -108,14 +108,15 @@ def resolve_pipeline(model: str) -> Path:
         from flows.stage import tracking_uri
 
         mlflow.set_tracking_uri(tracking_uri())
+        from components.registry.pyfunc import download_pipeline
+
         try:
-            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{model}/artifacts/pipeline")
-        except Exception as exc:  # MlflowException / missing alias
+            return download_pipeline(model)
+        except Exception as exc:  # MlflowException / missing alias / not a MoSA model
             raise FileNotFoundError(
                 f"cannot load {model} from {tracking_uri()}: {exc}; run `dvc repro register` or pass "
                 "--model models/dit"
             ) from exc
-        return Path(local)
     path = Path(model)
     if not (path / "pipeline.json").is_file():
         raise FileNotFoundError(

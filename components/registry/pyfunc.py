@@ -234,6 +234,30 @@ def check_pipeline_dir(pipeline_dir: Path | str) -> Path:
     return path
 
 
+def download_pipeline(model_uri: str, dst: Path | str | None = None) -> Path:
+    """The pipeline folder (``pipeline.json`` + safetensors) of a logged model, e.g.
+    ``models:/mosa-dit@champion``, downloaded from the current tracking store.
+
+    MLflow stores the folder under ``artifacts/<its original name>``; the ``MLmodel`` file records
+    where, so the path is read from there rather than guessed.
+    """
+    import yaml
+
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=dst and str(dst)))
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        raise FileNotFoundError(f"{model_uri}: no MLmodel file in the downloaded model ({root})")
+    spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
+    artifacts = (spec.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
+    rel = (artifacts.get(ARTIFACT_KEY) or {}).get("path")
+    if not rel or not (root / rel / "pipeline.json").is_file():
+        raise FileNotFoundError(
+            f"{model_uri}: the logged model has no {ARTIFACT_KEY!r} artifact with a pipeline.json "
+            f"(artifacts: {sorted(artifacts)}); was it logged by `register`?"
+        )
+    return root / rel
+
+
 def log_pipeline(
     pipeline_dir: Path | str, name: str = "model", with_input_example: bool = True
 ) -> mlflow.models.model.ModelInfo:

@@ -157,3 +157,27 @@ def test_only_saved_pipelines_without_pickles_can_be_logged(pipeline_dir, tmp_pa
     with pytest.raises(PipelineFolderError, match=re.escape("pickle-format files ['mosa/model.pt']")):
         check_pipeline_dir(bad)
     assert check_pipeline_dir(pipeline_dir) == pipeline_dir
+
+
+def test_download_pipeline_finds_the_folder_the_mlmodel_names(logged, pipeline_dir, tmp_path):
+    from components.registry.pyfunc import download_pipeline
+
+    saved = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(logged["uri"])
+    try:
+        folder = download_pipeline(logged["info"].model_uri, tmp_path / "dl")
+        assert (folder / "pipeline.json").read_bytes() == (pipeline_dir / "pipeline.json").read_bytes()
+    finally:
+        mlflow.set_tracking_uri(saved)
+
+
+def test_download_pipeline_refuses_a_model_without_the_pipeline(tmp_path, monkeypatch):
+    from components.registry import pyfunc
+
+    (tmp_path / "MLmodel").write_text("flavors:\n  python_function:\n    artifacts: {}\n")
+    monkeypatch.setattr(pyfunc.mlflow.artifacts, "download_artifacts", lambda **kw: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no 'pipeline' artifact"):
+        pyfunc.download_pipeline("models:/other@champion")
+    (tmp_path / "MLmodel").unlink()
+    with pytest.raises(FileNotFoundError, match="no MLmodel"):
+        pyfunc.download_pipeline("models:/other@champion")
