@@ -14,6 +14,7 @@ from prefect import flow
 
 from components.config import load_section
 from components.config.schema import EvaluateParams
+from components.evaluation.ablations import ablation_markdown, load_variants
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import stage_main, stage_run
 
@@ -82,6 +83,11 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
             summary = "# evaluate\n\n| metric | value |\n|---|---|\n" + "".join(
                 f"| {k} | {v} |\n" for k, v in metrics.items()
             )
+            ablations = load_variants(params.ablations)
+            if ablations:
+                steps = next((r.get("steps") for r in ablations.values() if r.get("steps")), None)
+                write_text_atomic(rep / "ablations.md", ablation_markdown(ablations, steps))
+                summary += f"\nAblations: {len(ablations)} variants in `ablations.md`.\n"
             write_text_atomic(rep / "summary.md", summary)
         run.finish(metrics, markdown=summary, artifacts=[params.reports])
     print("evaluate: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if not k.endswith("_reason")))

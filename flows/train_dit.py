@@ -22,8 +22,6 @@ from components.config.schema import TrainDiTParams
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import is_rank_zero, stage_main, stage_run
 
-LOSS_KEYS = ("diff", "mask", "track", "contact")
-
 
 def checkpoint_dir(params: TrainDiTParams) -> Path:
     """This run's checkpoints: params (not paths), base and annotation tables and the training code."""
@@ -51,27 +49,12 @@ def _curve_csv(history: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def _tail_mean(history: list[dict[str, float]], key: str, n: int = 20) -> float | None:
-    values = [row[key] for row in history if key in row][-n:]
-    return round(sum(values) / len(values), 6) if values else None
-
-
 @flow(name="train_dit", log_prints=True)
 def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Train the MoSA modules, save the generation pipeline to ``models/dit``, measure skeleton following."""
-    import numpy as np
-
     from components.annotation.overlay import save_png
-    from components.base.bundle import load_base
-    from components.data.clipset import load_clipset
-    from components.dit.data import build_examples, check_sample
-    from components.dit.follow import compare_following, score_following
-    from components.dit.mosa import MoSAConfig, count_parameters
-    from components.dit.pipeline import MoSAPipeline
-    from components.dit.train import DiTTrainConfig, train_mosa
-    from components.losses.total import LossWeights
-    from components.motion.structure import StructureModel
-    from components.training.engine import EngineConfig
+    from components.dit.experiment import LOSS_KEYS, train_and_follow
+    from components.dit.mosa import count_parameters
 
     params: TrainDiTParams = load_section("train_dit", params_path, overrides)
     t0 = time.perf_counter()
@@ -81,96 +64,43 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
             if old.is_dir() and old != ckpt:
                 shutil.rmtree(old)  # another params/data/code: never resumable
     with stage_run("train_dit", params) as run:
-        history: list[dict[str, float]] = []
 
         def log_fn(step: int, logs: dict[str, float]) -> None:
-            history.append({"step": step, **logs})
             if run.run_id is not None:
                 import mlflow
 
                 mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=step)
 
-        bundle = load_base(params.base)
-        spec = bundle.spec
-        samples = load_clipset(params.ingest, params.annotate, annotated_only=True, progress=True)
-        quarantine = [{"clip_id": s.clip_id, "reason": r} for s in samples if (r := check_sample(s))]
-        bad = {q["clip_id"] for q in quarantine}
-        usable = [s for s in samples if s.clip_id not in bad]
-        train = [s for s in usable if s.split == "train"] or usable
-        held = [s for s in usable if s.split != "train" and s.has_depth] or train[: params.follow.clips]
-        mosa_cfg = MoSAConfig(**params.mosa)
-        train_cfg = DiTTrainConfig(
-            weights=LossWeights(**params.losses), aux_every=params.aux_every,
-            aux_samples=params.aux_samples, track_points=params.track_points, seed=params.seed,
-        )  # fmt: skip
-        examples = build_examples(
-            train, spec, bundle.models.vae, bundle.text.encode, structure=mosa_cfg.skeleton_encoder,
-            track_points=params.track_points, cache_dir=params.cache, progress=True,
-        )  # fmt: skip
-        engine_cfg = EngineConfig(
-            zero_stage=params.zero_stage, lr=params.lr, weight_decay=params.weight_decay,
-            warmup_steps=min(params.warmup_steps, params.steps), total_steps=params.steps,
-            min_lr_ratio=params.min_lr_ratio, grad_accum=params.grad_accum, micro_batch=params.batch_size,
-            grad_clip=params.grad_clip, checkpoint_every=params.checkpoint_every, seed=params.seed,
-        )  # fmt: skip
-        depth_fn = bundle.depth.eval().requires_grad_(False) if bundle.depth is not None else None
-        model, result = train_mosa(
-            examples, bundle.models, spec, mosa_cfg, train_cfg, engine_cfg, ckpt_dir=ckpt,
-            depth_fn=depth_fn, log_fn=log_fn,
-        )  # fmt: skip
-        model.eval()
-        motion = StructureModel.from_pretrained(params.motion)
-        pipe = MoSAPipeline(bundle, model, motion)
-
-        # skeleton following on held-out clips: the same prompt, seed and skeleton, MoSA vs base alone
-        fp = params.follow
-        picked = held[: fp.clips]
-        gens: dict[str, list[np.ndarray]] = {"mosa": [], "base": []}
-        for i, s in enumerate(picked):
-            for name, use in (("mosa", True), ("base", False)):
-                out = pipe(
-                    s.caption or "a person moves", seed=fp.seed + i, steps=fp.steps, guidance=fp.guidance,
-                    skeleton=s.skeleton, use_structure=use, progress=False,
-                )  # fmt: skip
-                gens[name].append(out.frames)
-        refs = [s.video for s in picked]
-        masks = [s.mask for s in picked]
-        skels = [s.skeleton for s in picked]
-        follow = compare_following(
-            score_following(gens["mosa"], refs, masks, skels),
-            score_following(gens["base"], refs, masks, skels),
-        )
+        out = train_and_follow(params, ckpt, log_fn)
+        result = out.result
         steps_done = result.steps - (result.resumed_from or 0)
         train_seconds = max(result.seconds, 1e-9)
+        counts = count_parameters(out.model)
         metrics: dict[str, Any] = {
             "steps": result.steps,
-            **{f"loss_{k}": _tail_mean(history, k) for k in LOSS_KEYS},
-            "loss_total": _tail_mean(history, "loss"),
+            **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
+            "loss_total": out.tail_mean("loss"),
             "samples_per_sec": round(steps_done * params.batch_size * params.grad_accum / train_seconds, 4),
             "zero_stage": result.zero_stage,
             "world_size": result.world_size,
             "resumed_from": result.resumed_from,
-            "clips_train": len(train),
-            "clips_quarantined": len(quarantine),
-            "follow_clips": len(picked),
-            **{k: round(float(v), 5) for k, v in follow.items()},
-            "parameters_trainable": count_parameters(model)["trainable"],
-            "parameters_frozen": count_parameters(model)["frozen"],
+            "clips_train": out.train_clips,
+            "clips_quarantined": len(out.quarantine),
+            "follow_clips": len(out.references),
+            **{k: round(float(v), 5) for k, v in out.follow.items()},
+            "parameters_trainable": counts["trainable"],
+            "parameters_frozen": counts["frozen"],
             "seconds": round(time.perf_counter() - t0, 2),
         }
         if is_rank_zero():
-            pipe.save_pretrained(params.output)
+            out.pipe.save_pretrained(params.output)
             with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as rep:
-                write_text_atomic(plots / "loss.csv", _curve_csv(history))
+                write_text_atomic(plots / "loss.csv", _curve_csv(out.history))
                 write_text_atomic(
                     rep / "quarantine.jsonl",
-                    "".join(json.dumps(q, sort_keys=True) + "\n" for q in quarantine),
+                    "".join(json.dumps(q, sort_keys=True) + "\n" for q in out.quarantine),
                 )
-                rows = []
-                for i in range(len(picked)):
-                    cols = [skels[i], gens["base"][i], gens["mosa"][i], refs[i]]
-                    rows.append(np.concatenate([np.concatenate(list(c[::4]), axis=1) for c in cols], axis=0))
-                save_png(rep / "follow_grid.png", np.concatenate(rows, axis=0))
+                save_png(rep / "follow_grid.png", out.grid())
                 summary = "# train_dit\n\n| metric | value |\n|---|---|\n" + "".join(
                     f"| {k} | {v} |\n" for k, v in metrics.items()
                 )

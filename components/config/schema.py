@@ -1,13 +1,15 @@
 """Typed models of params.yaml sections (one module per stage in ``sections/``), indexed by name.
 
 Unknown keys and wrong types fail validation. Each stage's DVC deps list only its own section
-module (plus ``sections/common.py`` and this index), so a new key in one section reruns only that stage.
+module (plus ``sections/common.py``), not this index: adding a section here changes no stage's
+behaviour, and a new key in one section reruns only that stage.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
+from components.config.sections.ablate import AblateParams
 from components.config.sections.annotate import (  # noqa: F401
     AnnotateParams,
     AnnotatorParams,
@@ -63,4 +65,5 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "train_dit": TrainDiTParams,
     "evaluate": EvaluateParams,
     "register": RegisterParams,
+    "ablate": AblateParams,
 }

@@ -14,9 +14,12 @@
 4. ``L_mask``: the mean over HADC modules of ``mask_loss(m̂_i, E(mask))`` (clips without a mask weigh 0);
 5. auxiliary terms, when ``decode_for_aux`` is on, on every ``aux_every``-th micro-step: x̂₀ is decoded
    through the frozen VAE with gradients (the VAE's parameters stay frozen). ``L_track``: the
-   ground-truth query points are soft-tracked on the decoded frames with the search windows centred
-   on the ground-truth tracks (``losses.soft_tracker``), so the tracker measures how far the
-   generated content sits from where it should be, and compared pairwise (``losses.tracking``).
+   ground-truth query points are tracked on the decoded frames by ``tracker``
+   (``losses.generated_tracker``, built once): ``"soft"`` soft-tracks them with the search windows
+   centred on the ground-truth tracks (``losses.soft_tracker``), so the tracker measures how far the
+   generated content sits from where it should be; ``"cotracker3"`` runs a frozen CoTracker3
+   TorchScript file (``tracker_path``) with gradients to the frames. The tracks are compared
+   pairwise with the ground truth (``losses.tracking``).
    ``L_contact``: ``depth_fn`` (frozen) gives depth per decoded frame, lifted to world points with
    the clip's cameras (``data.py``) and scored by ``losses.contact`` with the ground-truth person mask.
    ``aux_every = k`` saves the two decodes' CPU time on the other steps; the terms are not rescaled,
@@ -34,7 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +50,8 @@ from components.dit.mosa import MoSAConfig, MoSATransformer
 from components.dit.spec import BackboneSpec, BaseModels
 from components.losses.contact import contact_loss
 from components.losses.diffusion import v_prediction_loss
+from components.losses.generated_tracker import GeneratedTracker, build_generated_tracker
 from components.losses.mask import mask_loss
-from components.losses.soft_tracker import soft_track
 from components.losses.total import LossWeights, combine
 from components.losses.tracking import tracking_loss
 from components.training.engine import EngineConfig, LogFn, Trainer, TrainResult
@@ -74,10 +77,14 @@ class DiTTrainConfig(BaseModel):
     aux_samples: int | None = Field(
         None, ge=1, description="decode at most this many kept samples per aux step (least noisy first)"
     )
-    track_points: int = Field(64, ge=1, description="person tracks per clip through the soft tracker")
+    track_points: int = Field(64, ge=1, description="person tracks per clip through the tracker")
     track_radius: int = Field(4, ge=0, description="soft tracker search half-width, pixels")
     track_patch: int = Field(3, ge=1, description="soft tracker patch half-width, pixels")
     track_temperature: float = Field(0.05, gt=0)
+    tracker: Literal["soft", "cotracker3"] = Field(
+        "soft", description="tracker of the generated video: soft (ours) | cotracker3 (tracker_path)"
+    )
+    tracker_path: Path | None = Field(None, description="CoTracker3 TorchScript file (tracker cotracker3)")
     contact_tau: float = Field(0.0, ge=0)
     contact_attract: float = Field(0.01, ge=0, description="pull of human points toward the surface")
     contact_max_scene_points: int = Field(20000, ge=4)
@@ -89,6 +96,11 @@ class DiTTrainConfig(BaseModel):
         lo, hi = self.t_range
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"t_range must satisfy 0 <= low < high <= 1, got {self.t_range}")
+        if self.tracker == "cotracker3" and self.tracker_path is None:
+            raise ValueError(
+                "tracker 'cotracker3' needs tracker_path (a CoTracker3 TorchScript file): set "
+                "train_dit.tracker_path, or use tracker: soft"
+            )
         return self
 
     @property
@@ -141,10 +153,23 @@ def _even_subset(n: int, k: int) -> Tensor:
     return torch.linspace(0, n - 1, k).round().long().unique()
 
 
+def make_tracker(cfg: DiTTrainConfig) -> GeneratedTracker:
+    """The generated-video tracker of ``cfg`` (``tracker``, ``tracker_path``, ``track_*``)."""
+    return build_generated_tracker(
+        cfg.tracker, cfg.tracker_path, cfg.track_radius, cfg.track_patch, cfg.track_temperature
+    )
+
+
 def track_term(
-    frames: Tensor, batch: Mapping[str, Any], keep: Tensor, cfg: DiTTrainConfig
+    frames: Tensor,
+    batch: Mapping[str, Any],
+    keep: Tensor,
+    cfg: DiTTrainConfig,
+    tracker: GeneratedTracker | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``L_track`` on decoded frames ``[B,3,T,H,W]`` for the samples flagged in ``keep`` ``[B]``."""
+    """``L_track`` on decoded frames ``[B,3,T,H,W]`` for the samples flagged in ``keep`` ``[B]``
+    (``tracker`` defaults to ``make_tracker(cfg)``)."""
+    tracker = tracker if tracker is not None else make_tracker(cfg)
     _, _, _, h, w = frames.shape
     idx = _even_subset(batch["tracks"].shape[2], cfg.track_points).to(frames.device)
     scale = torch.tensor([max(w - 1, 1), max(h - 1, 1)], device=frames.device, dtype=frames.dtype)
@@ -152,15 +177,7 @@ def track_term(
     vis = batch["track_visible"][:, :, idx].bool() & (keep & batch["has_points"].bool())[:, None, None]
     qt = batch["query_t"].long()
     rows = torch.arange(gt.shape[0], device=gt.device)
-    pred = soft_track(
-        frames.permute(0, 2, 1, 3, 4),
-        gt[rows, qt],
-        qt,
-        centres=gt,
-        radius=cfg.track_radius,
-        patch=cfg.track_patch,
-        temperature=cfg.track_temperature,
-    )
+    pred = tracker(frames.permute(0, 2, 1, 3, 4), gt[rows, qt], qt, gt)
     loss = tracking_loss(pred, gt, vis, mode=cfg.weights.track_mode, frame_size=(h, w))
     return loss, {"track_points": float(vis.any(dim=1).sum())}
 
@@ -236,6 +253,7 @@ def make_terms_fn(
             "the contact loss is on (weights.contact > 0, contact_enabled, decode_for_aux) but no depth_fn "
             "was given: pass the frozen depth network, or set weights.contact_enabled: false"
         )
+    tracker = make_tracker(cfg) if cfg.track_active else None
     alphas = getattr(scheduler, "alphas_cumprod", None)
     if spec.objective == "v_prediction" and alphas is None:
         raise ValueError(
@@ -287,7 +305,7 @@ def make_terms_fn(
             logs["aux_decoded"] = float(x0_hat.shape[0])
             frames = spec.vae_decode(vae, x0_hat.to(vae.dtype)).float()
             if cfg.track_active:
-                losses["track"], extra = track_term(frames, sub, keep, cfg)
+                losses["track"], extra = track_term(frames, sub, keep, cfg, tracker)
                 logs.update(extra)
             if cfg.contact_active:
                 losses["contact"], extra = contact_term(frames, sub, keep, depth_fn, cfg)

@@ -33,3 +33,6 @@ class EvaluateParams(_Strict):
     dino_path: Path | None = None
     motion_metrics: Path = Path("metrics/pretrain_motion.json")
     reports: Path = Path("reports/eval")
+    ablations: Path = Field(
+        default=Path("reports/ablate"), description="ablate@<variant> outputs tabulated in ablations.md"
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.config.sections.common import TokenEncoderParams, _dit_config, _Strict
 
@@ -53,10 +53,22 @@ class TrainDiTParams(_Strict):
     aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
     aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
     track_points: int = Field(default=48, ge=1)
+    tracker: Literal["soft", "cotracker3"] = Field(
+        default="soft", description="generated-video tracker of the tracking loss: soft (ours) | cotracker3"
+    )
+    tracker_path: Path | None = Field(
+        default=None, description="CoTracker3 TorchScript file (tracker cotracker3)"
+    )
     frames: int | None = Field(default=None, description="GPU profiles: clip frames (CPU: the base's)")
     height: int | None = None
     width: int | None = None
     follow: FollowParams = FollowParams()
+
+    @model_validator(mode="after")
+    def _tracker(self) -> TrainDiTParams:
+        if self.tracker == "cotracker3" and self.tracker_path is None:
+            raise ValueError("tracker 'cotracker3' needs tracker_path (a CoTracker3 TorchScript file)")
+        return self
 
     @field_validator("mosa", "losses")
     @classmethod

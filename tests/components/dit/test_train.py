@@ -4,6 +4,7 @@ switches, determinism, and a short DeepSpeed run that lowers the loss."""
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from components.dit.train import (
 from components.losses.total import LossWeights
 from components.training.engine import EngineConfig
 from tests.components.dit.test_data import TINY, TokenEncoder, make_sample
+from tests.components.losses.test_generated_tracker import FakeCoTracker, save_fake
 
 torch.set_num_threads(1)
 BACKBONES = ["cogvideox", "wan"]
@@ -186,6 +188,29 @@ def test_logs_weighted_terms_and_is_deterministic_per_step(setup) -> None:
         assert logs[f"{term}_weighted"] == pytest.approx(cfg.weights.weight(term) * logs[term])
     total = sum(logs[f"{k}_weighted"] for k in ("diff", "mask", "track", "contact"))
     assert logs["total"] == pytest.approx(total, rel=1e-5) and float(loss) == pytest.approx(total, rel=1e-5)
+
+
+def test_the_tracking_term_can_use_a_cotracker3_file(tmp_path) -> None:
+    spec, base, examples = _setup("cogvideox")
+    batch = ExampleSet(examples).batch(0, 2)
+    model = _model(spec, base)
+    with pytest.raises(ValidationError, match="needs tracker_path"):
+        DiTTrainConfig(tracker="cotracker3")
+
+    def track(tracker: str = "soft", scale: float = 0.0) -> torch.Tensor:
+        path = save_fake(tmp_path / f"fake{scale}.pt", FakeCoTracker(scale)) if tracker != "soft" else None
+        cfg = DiTTrainConfig(weights=_only("track"), t_range=(0.0, 0.5), tracker=tracker, tracker_path=path)
+        return make_terms_fn(spec, base, cfg)(model, batch)[0]["track"]
+
+    soft, slow, fast = track(), track("cotracker3", 0.01), track("cotracker3", 0.5)
+    assert len({float(soft.detach()), float(slow.detach()), float(fast.detach())}) == 3
+    fast.backward()  # through the fake tracker and the decoded frames into the MoSA modules
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.hadc.parameters())
+    assert all(p.grad is None for p in [*base.transformer.parameters(), *base.vae.parameters()])
+    missing = tmp_path / "missing.pt"
+    cfg = DiTTrainConfig(weights=_only("track"), tracker="cotracker3", tracker_path=missing)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        make_terms_fn(spec, base, cfg)
 
 
 def test_timesteps_and_lifting() -> None:

@@ -1,0 +1,115 @@
+"""Stage ``ablate@<variant>``: one of the paper's ablation rows on the CPU default — the MoSA modules
+trained with ``train_dit``'s params and the variant's switches for ``ablate.steps`` steps, then the
+skeleton-following check and video metrics on held-out clips
+(DVC cmd: ``python -m flows.ablate --variant NAME``; ``evaluate`` tabulates the variants)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from components.config import load_section
+from components.config.schema import AblateParams, TrainDiTParams
+from components.io.atomic import atomic_dir, write_text_atomic
+from flows.stage import dvc_dep_hashes, is_rank_zero, stage_run
+
+# Video metrics computed on each variant's generated clips (the held-out clips are the reference).
+VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness", "temporal_jerk")
+
+
+def variant_params(train: TrainDiTParams, ablate: AblateParams, variant: str) -> TrainDiTParams:
+    """``train_dit``'s params with the variant's ``mosa``/``losses`` switches, steps and follow check."""
+    if variant not in ablate.variants:
+        raise KeyError(
+            f"unknown ablation variant {variant!r}; params.yaml ablate.variants has {sorted(ablate.variants)}"
+        )
+    patch = ablate.variants[variant]
+    data = train.model_dump(mode="json")
+    data["mosa"] = {**data["mosa"], **patch.get("mosa", {})}
+    data["losses"] = {**data["losses"], **patch.get("losses", {})}
+    data.update(
+        steps=ablate.steps,
+        warmup_steps=min(train.warmup_steps, ablate.steps),
+        checkpoint_every=0,
+        checkpoints=str(ablate.checkpoints / variant),
+        follow=ablate.follow.model_dump(mode="json"),
+    )
+    return TrainDiTParams(**data)
+
+
+@flow(name="ablate", log_prints=True)
+def ablate(variant: str, params_path: str = "params.yaml") -> dict:
+    """Train and measure one ablation variant; writes ``reports/ablate/<variant>/``."""
+    from components.annotation.overlay import save_png
+    from components.dit.experiment import LOSS_KEYS, train_and_follow
+    from components.evaluation.registry import VideoSample
+    from components.evaluation.run import evaluate_samples
+
+    ablate_params: AblateParams = load_section("ablate", params_path)
+    params = variant_params(load_section("train_dit", params_path), ablate_params, variant)
+    stage = f"ablate@{variant}"
+    with stage_run(f"ablate-{variant.replace('_', '-')}", params, extra_tags={"variant": variant}) as run:
+        if run.run_id is not None:
+            import mlflow
+
+            mlflow.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
+        out = train_and_follow(params, Path(params.checkpoints))
+        fps = float(out.pipe.defaults.fps)
+        generated = [
+            VideoSample(frames=f, fps=fps, prompt=p)
+            for f, p in zip(out.generated["mosa"], out.prompts, strict=True)
+        ]
+        reference = [VideoSample(frames=f, fps=fps) for f in out.references]
+        video = evaluate_samples(list(VIDEO_METRICS), generated, reference)
+        metrics: dict[str, Any] = {
+            "variant": variant,
+            "mosa": params.mosa,
+            "losses": params.losses,
+            "steps": out.result.steps,
+            **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
+            **{k: round(v, 5) for k, v in out.follow.items()},
+            **{name: r.value for name, r in video.items()},
+            "follow_clips": len(out.references),
+        }
+        folder = ablate_params.reports / variant
+        summary = f"# ablate@{variant}\n\n| metric | value |\n|---|---|\n" + "".join(
+            f"| {k} | {v} |\n" for k, v in metrics.items() if not isinstance(v, dict)
+        )
+        if is_rank_zero():
+            with atomic_dir(folder) as rep:
+                save_png(rep / "follow_grid.png", out.grid())
+                write_text_atomic(rep / "summary.md", summary)
+            run.finish(metrics, markdown=summary, metrics_file=folder / "metrics.json", artifacts=[folder])
+    print(
+        f"ablate@{variant}: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, dict))
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.ablate --variant NAME [--params FILE]``; a params error exits 2 with its message."""
+    from components.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m flows.ablate", description="Run one ablation variant.")
+    parser.add_argument("--variant", required=True, help="a key of params.yaml ablate.variants")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    try:
+        variants = load_section("ablate", args.params).variants
+        if args.variant not in variants:  # before the flow starts (no Prefect server for a typo)
+            raise KeyError(
+                f"unknown ablation variant {args.variant!r}; ablate.variants has {sorted(variants)}"
+            )
+        ablate(variant=args.variant, params_path=args.params)
+    except (ConfigError, KeyError) as exc:
+        print(f"ablate: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
