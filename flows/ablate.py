@@ -6,6 +6,7 @@ skeleton-following check and video metrics on held-out clips
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,11 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             import mlflow
 
             mlflow.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
-        out = train_and_follow(params, Path(params.checkpoints))
+        ckpt = Path(params.checkpoints)
+        out = train_and_follow(params, ckpt)
+        if is_rank_zero():  # the DVC out exists even when nothing trains (structure off)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(ckpt / "variant.json", json.dumps(ablate_params.variants[variant]) + "\n")
         fps = float(out.pipe.defaults.fps)
         generated = [
             VideoSample(frames=f, fps=fps, prompt=p)
@@ -73,6 +78,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
             **{k: round(v, 5) for k, v in out.follow.items()},
             **{name: r.value for name, r in video.items()},
+            **{f"{name}_reason": r.reason for name, r in video.items() if r.value is None},
             "follow_clips": len(out.references),
         }
         folder = ablate_params.reports / variant
