@@ -78,7 +78,8 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
         counts = count_parameters(out.model)
         metrics: dict[str, Any] = {
             "steps": result.steps,
-            **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
+            # the names: loss_diffusion (logged per step as "diff"), loss_mask, loss_track, ...
+            **{f"loss_{'diffusion' if k == 'diff' else k}": out.tail_mean(k) for k in LOSS_KEYS},
             "loss_total": out.tail_mean("loss"),
             "samples_per_sec": round(steps_done * params.batch_size * params.grad_accum / train_seconds, 4),
             "zero_stage": result.zero_stage,

@@ -128,7 +128,7 @@ def test_repro_runs_ingest_on_demo_videos_then_is_up_to_date(repo_copy):
     base = json.loads((repo / "metrics" / "pretrain_base.json").read_text())
     assert base["clips_train"] >= 1 and (repo / "models" / "base" / "base.json").is_file()
     dit = json.loads((repo / "metrics" / "train_dit.json").read_text())
-    for key in ("steps", "loss_diff", "loss_mask", "loss_track", "loss_contact", "samples_per_sec",
+    for key in ("steps", "loss_diffusion", "loss_mask", "loss_track", "loss_contact", "samples_per_sec",
                 "zero_stage", "world_size", "resumed_from"):  # fmt: skip
         assert key in dit, key
     assert dit["steps"] == 4 and dit["zero_stage"] == 2
