@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.config.sections.common import TokenEncoderParams, _dit_config, _Strict
+from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _dit_config, _Strict
 
 
 class FollowParams(_Strict):
@@ -21,9 +21,10 @@ class FollowParams(_Strict):
     seed: int = 0
 
 
-class TrainDiTParams(_Strict):
+class TrainDiTParams(TrainPhaseParams):
     """params.yaml ``train_dit`` section: the MoSA modules (structure blocks + HADC) trained around the
-    frozen base with the diffusion, mask, tracking and contact losses (Eq. 9)."""
+    frozen base with the diffusion, mask, tracking and contact losses (Eq. 9). The engine fields
+    (steps, batch_size, lr, ..., zero_stage) are ``TrainPhaseParams``'s, with this stage's defaults."""
 
     ingest: Path = Path("data/ingest")
     annotate: Path = Path("data/annotate")
@@ -42,13 +43,8 @@ class TrainDiTParams(_Strict):
     losses: dict = Field(default_factory=dict, validate_default=True, description="LossWeights fields")
     steps: int = Field(default=300, ge=1)
     batch_size: int = Field(default=4, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
     lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: int = Field(default=20, ge=0)
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)
-    grad_clip: float | None = Field(default=1.0, gt=0)
-    zero_stage: Literal[0, 1, 2, 3] = 2
     checkpoint_every: int = Field(default=100, ge=0)
     aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
     aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
