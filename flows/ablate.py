@@ -74,6 +74,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             "variant": variant,
             "mosa": params.mosa,
             "losses": params.losses,
+            "train_clips": out.train_clips,
             "steps": out.result.steps,
             **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
             **{k: round(v, 5) for k, v in out.follow.items()},

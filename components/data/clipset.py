@@ -7,8 +7,10 @@ One :class:`ClipSample` per clip, decoded once and kept in memory (the CPU defau
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,7 +32,8 @@ class ClipSample:
     ``video`` uint8 [T,H,W,3]; ``skeleton`` uint8 [T,H,W,3] (the training condition, None without an
     annotation); ``mask`` bool [T,H,W]; ``tracks`` float32 [T,N,2] pixels with ``track_visible`` bool
     [T,N]; ``depth`` float32 [T,H,W] metres and ``K``/``R``/``t`` ([T,3,3], [T,3,3], [T,3]) only for
-    synthetic clips.
+    synthetic clips; ``truth_keypoints`` float32 [T,18,2] pixels and ``truth_visible`` bool [T,18] —
+    the OpenPose-18 projection of the clip's 3D joints — only for synthetic clips.
     """
 
     clip_id: str
@@ -46,6 +49,8 @@ class ClipSample:
     K: np.ndarray | None = None
     R: np.ndarray | None = None
     t: np.ndarray | None = None
+    truth_keypoints: np.ndarray | None = None
+    truth_visible: np.ndarray | None = None
 
     @property
     def annotated(self) -> bool:
@@ -121,6 +126,8 @@ def load_sample(row: dict, ingest_dir: Path, annotate_dir: Path | None = None) -
             s.depth = gt.depth.astype(np.float32)
             s.K = np.broadcast_to(np.asarray(gt.K, np.float32), (len(video), 3, 3)).copy()
             s.R, s.t = np.asarray(gt.R, np.float32), np.asarray(gt.t, np.float32)
+            s.truth_keypoints = np.asarray(gt.keypoints2d, np.float32)
+            s.truth_visible = np.asarray(gt.visible, bool)
     if s.mask is not None and s.mask.shape != video.shape[:3]:
         raise ClipSetError(f"{s.clip_id}: mask {s.mask.shape} does not match the video {video.shape[:3]}")
     return s
@@ -145,6 +152,36 @@ def load_clipset(
         load_sample(r, ingest_dir, annotate_dir)
         for r in tqdm(rows, desc="load clips", unit="clip", disable=not progress)
     ]
+
+
+SkeletonSource = Literal["pose2d", "joints3d"]
+
+
+def select_skeletons(
+    samples: list[ClipSample], source: SkeletonSource
+) -> tuple[list[ClipSample], list[dict[str, str]]]:
+    """(samples to train on, set-aside rows {clip_id, reason}) for a skeleton source.
+
+    ``pose2d``: the skeleton videos the annotate stage drew from detected 2D keypoints (every sample
+    kept as is). ``joints3d``: skeletons drawn from the projection of each clip's 3D joints (the
+    structure MoSA generates at inference: 3D motion → camera → 2D skeleton); only synthetic clips have
+    3D joints, so the others are set aside with that reason rather than mixed with 2D skeletons.
+    """
+    if source == "pose2d":
+        return list(samples), []
+    if source != "joints3d":
+        raise ValueError(f"skeleton source must be 'pose2d' or 'joints3d', got {source!r}")
+    from components.motion.render import skeleton_video
+
+    kept, aside = [], []
+    for s in samples:
+        if s.truth_keypoints is None or s.truth_visible is None or len(s.truth_keypoints) != len(s.video):
+            aside.append({"clip_id": s.clip_id, "reason": "no 3D joints to project (mosa.structure 3d trains on synthetic clips only)"})
+            continue
+        T, H, W = s.video.shape[:3]
+        skel = skeleton_video(s.truth_keypoints, s.truth_visible.astype(np.float32), H, W)
+        kept.append(dataclasses.replace(s, skeleton=skel))
+    return kept, aside
 
 
 def point_map(depth: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -59,7 +59,7 @@ def train_and_follow(
 ) -> FollowRun:
     """Train the MoSA modules described by ``params`` and measure how they follow held-out skeletons."""
     from components.base.bundle import load_base
-    from components.data.clipset import load_clipset
+    from components.data.clipset import load_clipset, select_skeletons
     from components.dit.data import build_examples, check_sample
     from components.dit.follow import compare_following, score_following
     from components.dit.mosa import MoSAConfig
@@ -79,12 +79,13 @@ def train_and_follow(
     bundle = load_base(params.base)
     spec = bundle.spec
     samples = load_clipset(params.ingest, params.annotate, annotated_only=True, progress=progress)
-    quarantine = [{"clip_id": s.clip_id, "reason": r} for s in samples if (r := check_sample(s))]
+    mosa_cfg = MoSAConfig(**params.mosa)
+    samples, aside = select_skeletons(samples, "joints3d" if mosa_cfg.structure == "3d" else "pose2d")
+    quarantine = aside + [{"clip_id": s.clip_id, "reason": r} for s in samples if (r := check_sample(s))]
     bad = {q["clip_id"] for q in quarantine}
     usable = [s for s in samples if s.clip_id not in bad]
     train = [s for s in usable if s.split == "train"] or usable
     held = [s for s in usable if s.split != "train" and s.has_depth] or train[: params.follow.clips]
-    mosa_cfg = MoSAConfig(**params.mosa)
     train_cfg = DiTTrainConfig(
         weights=LossWeights(**params.losses), aux_every=params.aux_every,
         aux_samples=params.aux_samples, track_points=params.track_points, tracker=params.tracker,
@@ -106,6 +107,8 @@ def train_and_follow(
         depth_fn=depth_fn, log_fn=record, progress=progress,
     )  # fmt: skip
     model.eval()
+    # the whole curve: a run resumed from a checkpoint gets the earlier steps from the checkpoint
+    history = [dict(r) for r in result.losses] or history
     pipe = MoSAPipeline(bundle, model, StructureModel.from_pretrained(params.motion))
 
     fp = params.follow

@@ -11,8 +11,9 @@ CogVideoX control nets do.
 Ablation switch ``structure`` (``MoSAConfig.structure``):
 - ``"2d"`` (default): ``S`` is the rendered skeleton video (from the ground-truth video's keypoints
   while training, from the structure transformer's projected keypoints at generation).
-- ``"3d"``: the same model code; the flag records that ``S`` comes from the 3-D structure transformer's
-  keypoints projected with a camera, also while training. Only the data path differs, so nothing in
+- ``"3d"``: the same model code; ``S`` is drawn from the projection of the clips' 3D joints, in
+  training too (``components.data.clipset.select_skeletons``: synthetic clips only) — the structure
+  the 3-D structure transformer gives at generation. Only the data path differs, so nothing in
   this module branches on it.
 - ``"off"``: no structure branch; the MoSA model is the plain base.
 """

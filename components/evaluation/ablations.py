@@ -66,8 +66,10 @@ def ablation_markdown(results: dict[str, dict[str, Any]], steps: int | None = No
         "`skeleton_mask_iou`: IoU of the moving foreground with the skeleton region; `person_region_l1`:",
         "mean |generated − ground truth| inside the dilated person mask; `fd_effnet_frames`: Fréchet",
         "distance of EfficientNet-Lite0 frame features to the held-out clips (a substitute, not FVD).",
-        "Rows marked *not run* have no variant in params.yaml `ablate.variants` (3D structure: the",
-        "training-time data path from the structure transformer's 3D keypoints is not built yet).",
+        "Structure branch: *2D* trains and tests on skeletons drawn from detected 2D keypoints (the",
+        "annotate stage); *3D* on skeletons projected from the clips' 3D joints (synthetic clips only),",
+        "the structure MoSA generates at inference. Rows marked *not run* have no variant in params.yaml",
+        "`ablate.variants`.",
         "",
     ]
     header = "| setting | variant | " + " | ".join(c[1] for c in COLUMNS) + " |"

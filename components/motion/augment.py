@@ -102,6 +102,27 @@ def rotate_yaw(motion: Motion, degrees: float) -> Motion:
     return _derive(motion, out.astype(j.dtype, copy=False), f"yaw:{degrees:g}")
 
 
+def curve_path(motion: Motion, deg_per_s: float) -> Motion:
+    """Bend the motion's path: the body turns by ``deg_per_s`` about the vertical axis each second.
+
+    Frame t's pose (relative to its root) and root step are rotated by ``deg_per_s · t / fps``, so
+    a straight walk becomes an arc and an in-place action slowly turns on the spot; heights are
+    untouched. Positive angles turn toward +X (the body's left when it faces +Z at frame 0).
+    """
+    if not math.isfinite(deg_per_s):
+        raise ValueError(f"turn rate must be finite, got {deg_per_s}")
+    j = np.asarray(motion.joints, dtype=np.float64)
+    angles = np.deg2rad(deg_per_s) * np.arange(j.shape[0]) / motion.fps
+    rots = Rotation.from_euler("y", angles[:, None]).as_matrix()  # [T,3,3]
+    root = j[:, 0, :].copy()
+    root[:, 1] = 0.0
+    steps = np.diff(root, axis=0, prepend=root[:1])
+    path = root[0] + np.cumsum(np.einsum("tij,tj->ti", rots, steps), axis=0)
+    out = np.einsum("tij,tkj->tki", rots, j - root[:, None, :]) + path[:, None, :]
+    out[..., 1] = j[..., 1]
+    return _derive(motion, out.astype(np.asarray(motion.joints).dtype, copy=False), f"curve:{deg_per_s:g}")
+
+
 def offset_root(motion: Motion, dx: float, dz: float) -> Motion:
     """Translate the whole motion by (dx, 0, dz) metres."""
     j = np.asarray(motion.joints)

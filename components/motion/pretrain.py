@@ -124,6 +124,8 @@ def _train(
 
     trainer = Trainer(model, engine_config(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
     out = trainer.fit(batches, phase.steps, progress=progress)
+    # the whole curve: a run resumed from a checkpoint gets the earlier steps from the checkpoint
+    result.history = [dict(r) for r in out.losses] or result.history
     result.seconds, result.resumed_from = out.seconds, out.resumed_from
     result.zero_stage, result.world_size = out.zero_stage, out.world_size
     trained = trainer.engine.module
@@ -236,7 +238,16 @@ def train_and_evaluate(
     torch.manual_seed(params.seed)
     vq_cfg, gen_cfg = VQVAEConfig(**params.vqvae), GeneratorConfig(**params.generator)
     fpt = vq_cfg.frames_per_token
-    full = MotionDataset(params.input, params.window, frames_per_token=fpt, text_source=params.text_source)
+    data_root = params.input
+    if params.variants.enabled:
+        from components.motion.dataset import resolve_motion_root
+        from components.motion.variants import expand_motion_set
+
+        data_root = checkpoints / "variants"
+        expand_motion_set(
+            resolve_motion_root(params.input)[0], data_root, params.variants.speeds, params.variants.turns
+        )
+    full = MotionDataset(data_root, params.window, frames_per_token=fpt, text_source=params.text_source)
     train_ids, test_ids, how = held_out_split(full.root, full.index, params.test_fraction, params.seed)
     train = full.subset(train_ids)
     test = full.subset(test_ids) if test_ids else None

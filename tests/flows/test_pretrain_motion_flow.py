@@ -86,12 +86,17 @@ def test_stage_trains_evaluates_and_saves(trained):
 
 
 def test_rerun_resumes_from_the_final_checkpoint(trained):
-    work, first, _ = trained
+    work, first, before = trained
     assert first.returncode == 0, first.stderr[-3000:]
     again = _run(work, "-m", "flows.pretrain_motion")
     assert again.returncode == 0, again.stderr[-3000:]
     metrics = json.loads((work / "metrics" / "pretrain_motion.json").read_text())
     assert metrics["resumed_from"] == 12
+    # the loss history comes back from the checkpoint: final losses and curves as in the first run
+    for key in ("vqvae_final_loss", "generator_final_loss"):
+        assert metrics[key] is not None and metrics[key] == before[key], key
+    curve = (work / "plots" / "pretrain_motion" / "generator_loss.csv").read_text().splitlines()
+    assert len(curve) == 13
     ckpts = [p for p in (work / "checkpoints" / "pretrain_motion").iterdir() if p.is_dir()]
     assert len(ckpts) == 1  # one fingerprint folder: this run's
 

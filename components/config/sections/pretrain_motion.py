@@ -52,6 +52,30 @@ class MotionEvalParams(_Strict):
     evaluator_batch: int = Field(default=32, ge=2)
 
 
+class VariantParams(_Strict):
+    """Text-distinguishable variants of every motion (``components.motion.variants``): playback speeds
+    and path turns, each named by the phrase appended to its captions. Variants share their source's
+    split group. Only for an index.jsonl motion set (not a HumanML3D folder)."""
+
+    enabled: bool = True
+    speeds: dict[str, float] = Field(
+        default_factory=lambda: {"in slow motion": 0.6, "sped up": 1.6},
+        description="phrase -> playback factor (<1 slower)",
+    )
+    turns: dict[str, float] = Field(
+        default_factory=lambda: {"turning to the left": 60.0, "turning to the right": -60.0},
+        description="phrase -> turn rate in degrees per second (positive = left)",
+    )
+
+    @field_validator("speeds")
+    @classmethod
+    def _factors(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, f in value.items():
+            if not f > 0 or f == 1:
+                raise ValueError(f"speeds[{name!r}] = {f}: a playback factor must be positive and not 1")
+        return value
+
+
 class PretrainMotionParams(_Strict):
     """params.yaml ``pretrain_motion`` section: the structure transformer (VQ-VAE + text-conditioned
     autoregressive generator) trained on the ingest stage's motion set or a HumanML3D folder."""
@@ -66,6 +90,7 @@ class PretrainMotionParams(_Strict):
     test_fraction: float = Field(default=0.2, ge=0, lt=1)
     text_source: Literal["all", "captions", "prompt"] = "all"
     text_encoder: TextEncoderParams = TextEncoderParams()
+    variants: VariantParams = VariantParams()
     vqvae: dict = Field(default_factory=dict, validate_default=True, description="VQVAEConfig fields")
     generator: dict = Field(default_factory=dict, validate_default=True, description="GeneratorConfig fields")
     evaluator: dict = Field(default_factory=dict, validate_default=True, description="EvaluatorConfig fields")

@@ -79,3 +79,34 @@ def test_point_map_puts_body_pixels_near_the_mocap_joints(folders) -> None:
 def test_missing_stage_outputs_name_the_stage(tmp_path) -> None:
     with pytest.raises(ClipSetError, match="dvc repro ingest"):
         clip_table(tmp_path)
+
+
+def test_joints3d_skeletons_come_from_the_projected_truth(folders) -> None:
+    import dataclasses
+
+    from components.data.clipset import select_skeletons
+    from components.dit.follow import skeleton_region
+
+    ingest_dir, annotate_dir = folders
+    samples = load_clipset(ingest_dir, annotate_dir)
+    same, aside = select_skeletons(samples, "pose2d")
+    assert aside == [] and all(a is b for a, b in zip(same, samples, strict=True))
+
+    real = dataclasses.replace(samples[0], clip_id="real-clip", truth_keypoints=None, truth_visible=None)
+    kept, aside = select_skeletons([*samples, real], "joints3d")
+    assert [s.clip_id for s in kept] == [s.clip_id for s in samples]
+    assert aside == [{"clip_id": "real-clip", "reason": aside[0]["reason"]}] and "3D joints" in aside[0]["reason"]
+    for s, k in zip(samples, kept, strict=True):
+        assert k.skeleton.shape == s.video.shape and k.skeleton is not s.skeleton
+        region = skeleton_region(k.skeleton, thickness=0)
+        # every visible projected keypoint inside the frame lies on the drawn skeleton
+        T, H, W = s.video.shape[:3]
+        hits = total = 0
+        for t in range(T):
+            for (x, y), vis in zip(s.truth_keypoints[t], s.truth_visible[t], strict=True):
+                if vis and 0 <= round(x) < W and 0 <= round(y) < H:
+                    total += 1
+                    hits += bool(region[t, round(y), round(x)])
+        assert total > 0 and hits == total
+    with pytest.raises(ValueError, match="pose2d"):
+        select_skeletons(samples, "depth")

@@ -10,6 +10,7 @@ import pytest
 from components.motion.augment import (
     change_speed,
     crop,
+    curve_path,
     mirror,
     offset_root,
     random_augment,
@@ -106,6 +107,31 @@ def test_change_speed(walk):
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="speed factor"):
             change_speed(walk, bad)
+
+
+def test_curve_path_turns_a_straight_walk_into_an_arc():
+    from components.motion.humanml3d import joints_to_features
+
+    straight = translating((0.0, 1.2), seconds=3.0)  # facing +Z, walking along +Z, no turn
+    left = curve_path(straight, 60.0)
+    np.testing.assert_allclose(bone_lengths(left.joints), bone_lengths(straight.joints), atol=1e-9)
+    np.testing.assert_array_equal(left.joints[..., 1], straight.joints[..., 1])
+    np.testing.assert_allclose(left.joints[0], straight.joints[0], atol=1e-12)
+    # body heading turns 60°/s toward +X (the body's left), the speed along the path is unchanged
+    turned = yaw_deg(left.joints) - yaw_deg(straight.joints)
+    np.testing.assert_allclose(turned, 60.0 * np.arange(60) / 20.0, atol=1e-6)
+    step = np.linalg.norm(np.diff(left.joints[:, 0, [0, 2]], axis=0), axis=1)
+    np.testing.assert_allclose(step, 1.2 / 20.0, atol=1e-9)
+    assert left.joints[-1, 0, 0] > 0.5  # the arc bends toward +X
+    # HumanML3D root angular velocity reads the turn rate (rad per frame), left positive
+    f = joints_to_features(left.joints)
+    assert np.degrees(f[:, 0].mean() * 20.0) == pytest.approx(60.0, abs=1e-6)
+    right = curve_path(straight, -60.0)
+    np.testing.assert_allclose(right.joints[:, 0, 0], -left.joints[:, 0, 0], atol=1e-9)  # mirrored arc
+    assert left.meta["augment"] == ["curve:60"] and left.captions == straight.captions
+    np.testing.assert_array_equal(curve_path(straight, 0.0).joints, straight.joints)
+    with pytest.raises(ValueError, match="turn rate"):
+        curve_path(straight, float("nan"))
 
 
 def test_offset_and_crop(walk):
