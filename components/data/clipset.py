@@ -155,6 +155,7 @@ def load_clipset(
 
 
 SkeletonSource = Literal["pose2d", "joints3d"]
+NO_3D_JOINTS = "no 3D joints to project (mosa.structure 3d trains on synthetic clips only)"
 
 
 def select_skeletons(
@@ -176,9 +177,9 @@ def select_skeletons(
     kept, aside = [], []
     for s in samples:
         if s.truth_keypoints is None or s.truth_visible is None or len(s.truth_keypoints) != len(s.video):
-            aside.append({"clip_id": s.clip_id, "reason": "no 3D joints to project (mosa.structure 3d trains on synthetic clips only)"})
+            aside.append({"clip_id": s.clip_id, "reason": NO_3D_JOINTS})
             continue
-        T, H, W = s.video.shape[:3]
+        H, W = s.video.shape[1:3]
         skel = skeleton_video(s.truth_keypoints, s.truth_visible.astype(np.float32), H, W)
         kept.append(dataclasses.replace(s, skeleton=skel))
     return kept, aside

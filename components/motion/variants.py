@@ -95,11 +95,12 @@ def expand_motion_set(
                         continue
                     f = joints_to_features(np.asarray(m.joints))
                     out = dict(row)
+                    prompt = row.get("motion_prompt")
                     out.update(
                         id=f"{row['id']}~{tag}",
                         frames=int(m.num_frames),
                         captions=[_phrase(c, *words) for c in row.get("captions") or []],
-                        motion_prompt=_phrase(row["motion_prompt"], *words) if row.get("motion_prompt") else None,
+                        motion_prompt=_phrase(prompt, *words) if prompt else None,
                         variant={"speed": factor, "turn_deg_per_s": rate},
                     )
                     out["group"] = row.get("group") or row["id"]

@@ -84,7 +84,7 @@ def test_missing_stage_outputs_name_the_stage(tmp_path) -> None:
 def test_joints3d_skeletons_come_from_the_projected_truth(folders) -> None:
     import dataclasses
 
-    from components.data.clipset import select_skeletons
+    from components.data.clipset import NO_3D_JOINTS, select_skeletons
     from components.dit.follow import skeleton_region
 
     ingest_dir, annotate_dir = folders
@@ -95,7 +95,7 @@ def test_joints3d_skeletons_come_from_the_projected_truth(folders) -> None:
     real = dataclasses.replace(samples[0], clip_id="real-clip", truth_keypoints=None, truth_visible=None)
     kept, aside = select_skeletons([*samples, real], "joints3d")
     assert [s.clip_id for s in kept] == [s.clip_id for s in samples]
-    assert aside == [{"clip_id": "real-clip", "reason": aside[0]["reason"]}] and "3D joints" in aside[0]["reason"]
+    assert aside == [{"clip_id": "real-clip", "reason": NO_3D_JOINTS}] and "3D joints" in NO_3D_JOINTS
     for s, k in zip(samples, kept, strict=True):
         assert k.skeleton.shape == s.video.shape and k.skeleton is not s.skeleton
         region = skeleton_region(k.skeleton, thickness=0)

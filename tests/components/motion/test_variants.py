@@ -38,7 +38,7 @@ def test_plan_skips_turns_for_captions_that_name_a_side():
 
 
 def test_every_source_motion_gets_its_variants(folders):
-    src, dst, counts, rows = folders
+    _, dst, counts, rows = folders
     # walk and jump (and mirrors): 9 each; the left/right turn clip and its mirror: 3 each
     assert counts == {"source_motions": 6, "motions": 4 * 9 + 2 * 3}
     assert len(rows) == counts["motions"]
@@ -49,11 +49,12 @@ def test_every_source_motion_gets_its_variants(folders):
     slow = rows["jump~in-slow-motion"]
     assert all(c.endswith(", in slow motion") for c in slow["captions"])
     assert slow["motion_prompt"] == rows["jump"]["motion_prompt"] + ", in slow motion"
-    assert rows["jump~turning-to-the-right~sped-up"]["captions"][0].endswith(", turning to the right, sped up")
+    both = rows["jump~turning-to-the-right~sped-up"]["captions"][0]
+    assert both.endswith(", turning to the right, sped up")
 
 
 def test_variant_features_are_of_the_changed_motion(folders):
-    src, dst, _, rows = folders
+    src, dst, _, _ = folders
     walk = np.load(dst / "walk.npy")
     np.testing.assert_array_equal(walk, np.load(src / "walk.npy"))  # the original is copied unchanged
     slow = np.load(dst / "walk~in-slow-motion.npy")
@@ -64,7 +65,8 @@ def test_variant_features_are_of_the_changed_motion(folders):
     assert speed(slow) == pytest.approx(speed(walk) / 2, rel=0.1)
     assert speed(fast) == pytest.approx(speed(walk) * 2, rel=0.1)
     turn = lambda f: np.degrees(f[:, 0].mean() * 20.0)  # noqa: E731 deg/s, left positive
-    left, right = np.load(dst / "walk~turning-to-the-left.npy"), np.load(dst / "walk~turning-to-the-right.npy")
+    left = np.load(dst / "walk~turning-to-the-left.npy")
+    right = np.load(dst / "walk~turning-to-the-right.npy")
     assert turn(left) == pytest.approx(turn(walk) + 60.0, abs=1.0)
     assert turn(right) == pytest.approx(turn(walk) - 60.0, abs=1.0)
     j = features_to_joints(left.astype(np.float64))
@@ -74,7 +76,7 @@ def test_variant_features_are_of_the_changed_motion(folders):
 
 
 def test_split_keeps_a_source_and_all_its_variants_together(folders):
-    _, dst, _, rows = folders
+    _, dst, _, _ = folders
     ds = MotionDataset(dst, window=16)
     train, test = split_by_group(ds.index, 0.34, seed=0)
     assert train and test
@@ -84,7 +86,7 @@ def test_split_keeps_a_source_and_all_its_variants_together(folders):
 
 def test_errors_name_the_fix(tmp_path, folders):
     src = folders[0]
-    with pytest.raises(FileNotFoundError, match="variants.enabled: false"):
+    with pytest.raises(FileNotFoundError, match=r"variants\.enabled: false"):
         expand_motion_set(tmp_path, tmp_path / "out", SPEEDS, TURNS)
     with pytest.raises(ValueError, match="positive and not 1"):
         expand_motion_set(src, tmp_path / "out", {"same": 1.0}, TURNS)
