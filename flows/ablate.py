@@ -75,6 +75,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             "mosa": params.mosa,
             "losses": params.losses,
             "train_clips": out.train_clips,
+            "clips_quarantined": len(out.quarantine),
             "steps": out.result.steps,
             **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
             **{k: round(v, 5) for k, v in out.follow.items()},
@@ -90,6 +91,8 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             with atomic_dir(folder) as rep:
                 save_png(rep / "follow_grid.png", out.grid())
                 write_text_atomic(rep / "summary.md", summary)
+                lines = [json.dumps(q, sort_keys=True) + "\n" for q in out.quarantine]
+                write_text_atomic(rep / "quarantine.jsonl", "".join(lines))
             run.finish(metrics, markdown=summary, metrics_file=folder / "metrics.json", artifacts=[folder])
     print(
         f"ablate@{variant}: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, dict))
