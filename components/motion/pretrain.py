@@ -194,10 +194,16 @@ def evaluate(
             rows[k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: rows.shape[1]]
         mm[p] = evaluator.embed_motion(rows, torch.full((ev.mm_samples,), rows.shape[1])).numpy()
 
+    # R-precision batches of distinct motions (Guo et al.) when there are enough motions
+    if len(set(win["ids"])) >= 32:
+        groups, batching = np.asarray(win["ids"]), "distinct motions"
+    else:
+        groups, batching = None, "random windows (fewer than 32 held-out motions: texts repeat)"
     report = t2m_report(
         text_vec, gt_emb, gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
-        replications=reps, seed=params.seed,
+        replications=reps, seed=params.seed, groups=groups,
     )  # fmt: skip
+    report["r_precision_batches"] = batching
 
     # VQ-VAE reconstruction of the held-out windows, in joint space
     recon = model.vqvae(feats, lengths)["recon"].double().numpy()

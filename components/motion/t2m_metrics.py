@@ -97,12 +97,19 @@ def r_precision(
     batch_size: int = 32,
     top_k: int = 3,
     rng: np.random.Generator | None = None,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Top-1..top_k retrieval accuracy of the matching motion among ``batch_size`` candidates.
 
     Pairs (row i of each) are shuffled by ``rng`` (kept in order without one), cut into batches
     of ``batch_size`` (the last partial batch is dropped), and for each text the motions of its
     batch are ranked by distance (stable order on ties). Returns [top_k] cumulative accuracies.
+
+    ``groups`` (one label per pair, e.g. the source motion of each evaluation window): no batch
+    holds two pairs of one group, as in Guo et al., where every pair of a batch is a different
+    motion (several windows of one motion share a text, and a copy of the right text among the
+    candidates is a miss no model can avoid). Pairs are dealt in shuffled order to the first batch
+    without their group; batches left short are dropped.
     """
     t, m = _paired(text_emb, motion_emb)
     if top_k < 1 or top_k > batch_size:
@@ -114,15 +121,51 @@ def r_precision(
             "evaluate more prompts or pass a smaller batch_size (and report it)"
         )
     order = rng.permutation(n) if rng is not None else np.arange(n)
+    if groups is None:
+        batches = [order[b * batch_size : (b + 1) * batch_size] for b in range(n // batch_size)]
+    else:
+        batches = _distinct_batches(order, np.asarray(groups), batch_size)
     hits = np.zeros(top_k)
-    n_batches = n // batch_size
-    for b in range(n_batches):
-        idx = order[b * batch_size : (b + 1) * batch_size]
+    n_batches = len(batches)
+    if n_batches == 0:
+        raise ValueError(f"no full batch of {batch_size} pairs with distinct groups could be formed")
+    for idx in batches:
         dist = cdist(t[idx], m[idx])
         ranked = np.argsort(dist, axis=1, kind="stable")[:, :top_k]
         match = ranked == np.arange(batch_size)[:, None]
         hits += np.cumsum(match, axis=1).sum(axis=0)
     return hits / (n_batches * batch_size)
+
+
+def _distinct_batches(order: np.ndarray, groups: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    if len(groups) != len(order):
+        raise ValueError(f"groups has {len(groups)} labels for {len(order)} pairs")
+    n_groups = len(set(groups.tolist()))
+    if n_groups < batch_size:
+        raise ValueError(
+            f"r_precision with groups needs at least batch_size={batch_size} distinct groups, got "
+            f"{n_groups}; hold out more motions or pass a smaller batch_size (and report it)"
+        )
+    open_batches: list[list[int]] = []
+    members: list[set] = []
+    full: list[np.ndarray] = []
+    for i in order.tolist():
+        g = groups[i]
+        for k, seen in enumerate(members):
+            if g not in seen:
+                open_batches[k].append(i)
+                seen.add(g)
+                if len(open_batches[k]) == batch_size:
+                    full.append(np.asarray(open_batches.pop(k)))
+                    members.pop(k)
+                break
+        else:
+            if batch_size == 1:
+                full.append(np.asarray([i]))
+                continue
+            open_batches.append([i])
+            members.append({g})
+    return full
 
 
 def mm_dist(text_emb: np.ndarray, motion_emb: np.ndarray) -> float:
@@ -229,6 +272,7 @@ def _row(
     batch_size: int,
     diversity_times: int,
     mm_times: int,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float | None]:
     """One table row: replication r uses ``gen_sets[r % len(gen_sets)]`` and its own generator."""
     values = []
@@ -236,7 +280,7 @@ def _row(
     for r, rng in enumerate(_replication_rngs(replications, seed)):
         k = r % len(gen_sets)
         gen = gen_sets[k]
-        rp = r_precision(text, gen, batch_size=batch_size, top_k=3, rng=rng)
+        rp = r_precision(text, gen, batch_size=batch_size, top_k=3, rng=rng, groups=groups)
         div = diversity(gen, diversity_times, rng)
         mm = multimodality(mm_emb, mm_times, rng) if mm_emb is not None else np.nan
         if bootstrap_fid:  # drawn last so both rows share the batching and pair draws above
@@ -265,6 +309,7 @@ def t2m_report(
     batch_size: int = 32,
     diversity_times: int = 300,
     mm_times: int = 10,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float | None]:
     """All metrics for generated motions and for the real ones (``gt_`` prefix), with 95% intervals.
 
@@ -277,7 +322,8 @@ def t2m_report(
     Reference row: real motions replace generated ones; for ``gt_fid`` each replication compares
     a bootstrap resample of the real set with the real set, so it measures the finite-sample
     floor of FID rather than being exactly 0; ``gt_multimodality`` is null (one real motion per
-    text). Extra keys: ``replications``, ``r_precision_batch_size``.
+    text). ``groups`` labels the pairs' source motions for R-precision batching (see
+    ``r_precision``). Extra keys: ``replications``, ``r_precision_batch_size``.
     """
     text, real = _paired(text_emb, real_motion_emb)
     gen = np.asarray(gen_motion_emb, dtype=np.float64)
@@ -311,6 +357,7 @@ def t2m_report(
         "batch_size": batch_size,
         "diversity_times": diversity_times,
         "mm_times": mm_times,
+        "groups": groups,
     }
     out = _row(text, real, gen_sets, mm_emb, bootstrap_fid=False, **kw)
     reference = _row(text, real, real[None], None, bootstrap_fid=True, **kw)

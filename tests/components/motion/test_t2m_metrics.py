@@ -107,6 +107,33 @@ def test_r_precision_errors_name_the_fix():
         r_precision(emb, emb, batch_size=4, top_k=5)
 
 
+def test_r_precision_batches_of_distinct_motions():
+    from components.motion.t2m_metrics import _distinct_batches
+
+    rng = np.random.default_rng(0)
+    # 40 motions, 4 windows each; a motion's windows share its text (and here its embedding)
+    base = rng.normal(size=(40, 8))
+    groups = np.repeat(np.arange(40), 4)
+    text = base[groups]
+    # random batches hold copies of the right text: even a perfect model misses some top-1
+    plain = r_precision(text, text, rng=np.random.default_rng(1))
+    assert plain[0] < 0.9
+    distinct = r_precision(text, text, rng=np.random.default_rng(1), groups=groups)
+    np.testing.assert_allclose(distinct, [1.0, 1.0, 1.0])
+    batches = _distinct_batches(np.random.default_rng(2).permutation(160), groups, 32)
+    assert len(batches) >= 4
+    for b in batches:
+        assert len(b) == 32 and len(set(groups[b].tolist())) == 32
+    assert len({i for b in batches for i in b.tolist()}) == 32 * len(batches)  # no pair twice
+    # t2m_report passes the groups through: the GT row is perfect too
+    report = t2m_report(text, text, text, replications=3, groups=groups)
+    assert report["gt_r_precision_top1"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least batch_size=32 distinct groups, got 20"):
+        r_precision(text, text, groups=groups % 20)
+    with pytest.raises(ValueError, match="160 pairs"):
+        r_precision(text, text, groups=groups[:10])
+
+
 def test_mm_dist_known_values():
     rng = np.random.default_rng(6)
     t = rng.normal(size=(50, 8))
