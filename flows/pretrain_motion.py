@@ -25,21 +25,22 @@ HEADLINE = (
 def checkpoint_dir(params: PretrainMotionParams) -> Path:
     """Checkpoints of this exact training run: ``<checkpoints>/<fingerprint>``.
 
-    The fingerprint hashes the params (not where files go), the motion set's index and statistics and
-    the model code, so a rerun after a crash resumes its own checkpoints and a changed run never
-    resumes someone else's. Other fingerprints' folders are removed by the caller.
+    The fingerprint hashes the params (not where files go), the motion set's index and statistics, the
+    model code and the code that derives the motion variants, so a rerun after a crash resumes its own
+    checkpoints and a changed run never resumes someone else's. Other fingerprints' folders are
+    removed by the caller.
     """
     import hashlib
     import json
 
-    from components.motion import generator, vqvae
+    from components.motion import augment, generator, humanml3d, variants, vqvae
 
     data = params.model_dump(mode="json", exclude={"input", "output", "reports", "plots", "checkpoints"})
     h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
     for f in ("index.jsonl", "stats.npz"):
         if (params.input / f).is_file():
             h.update((params.input / f).read_bytes())
-    for mod in (vqvae, generator):
+    for mod in (vqvae, generator, variants, augment, humanml3d):  # model code + how variants are made
         h.update(Path(mod.__file__).read_bytes())
     return params.checkpoints / h.hexdigest()[:12]
 
