@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness",
 
 
 def variant_params(train: TrainDiTParams, ablate: AblateParams, variant: str) -> TrainDiTParams:
-    """``train_dit``'s params with the variant's ``mosa``/``losses`` switches, steps and follow check."""
+    """``train_dit``'s params with the variant's ``mosa``/``losses`` switches, steps and follow check.
+
+    The variant's example cache is its own folder (inside its checkpoints out): ``train_dit``'s cache
+    is that stage's output and must not change under it (``seed_cache`` links its files in)."""
     if variant not in ablate.variants:
         raise KeyError(
             f"unknown ablation variant {variant!r}; params.yaml ablate.variants has {sorted(ablate.variants)}"
@@ -37,9 +41,34 @@ def variant_params(train: TrainDiTParams, ablate: AblateParams, variant: str) ->
         warmup_steps=min(train.warmup_steps, ablate.steps),
         checkpoint_every=0,
         checkpoints=str(ablate.checkpoints / variant),
+        cache=str(ablate.checkpoints / variant / "cache"),
         follow=ablate.follow.model_dump(mode="json"),
     )
     return TrainDiTParams(**data)
+
+
+def seed_cache(source: Path, target: Path) -> int:
+    """Hard-link (copy across file systems) the cached examples of ``source`` missing from ``target``.
+
+    Cache files are keyed by content, so a variant that changes what it encodes (``structure: 3d``
+    draws other skeletons) simply misses and writes its own files into ``target``; ``source`` is never
+    written. Returns the number of files added."""
+    import shutil
+
+    if not source.is_dir():
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for f in sorted(source.glob("*.safetensors")):
+        dst = target / f.name
+        if dst.exists():
+            continue
+        try:
+            os.link(f, dst)
+        except OSError:
+            shutil.copy2(f, dst)
+        added += 1
+    return added
 
 
 @flow(name="ablate", log_prints=True)
@@ -59,6 +88,8 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
 
             mlflow.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
         ckpt = Path(params.checkpoints)
+        if is_rank_zero():
+            seed_cache(Path(load_section("train_dit", params_path).cache), Path(params.cache))
         out = train_and_follow(params, ckpt)
         if is_rank_zero():  # the DVC out exists even when nothing trains (structure off)
             ckpt.mkdir(parents=True, exist_ok=True)

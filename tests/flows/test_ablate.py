@@ -6,7 +6,7 @@ import pytest
 
 from components.config import ConfigError, validate_section
 from components.config.schema import TrainDiTParams
-from flows.ablate import main, variant_params
+from flows.ablate import main, seed_cache, variant_params
 
 
 def _ablate(**variants):
@@ -22,9 +22,27 @@ def test_variant_patches_switches_steps_and_paths_only():
     assert static.losses["track_mode"] == "static" and static.losses["mask"] == 0.5
     for p, name in ((full, "full"), (no_w, "no_w")):
         assert p.steps == 7 and p.warmup_steps == 7 and str(p.checkpoints).endswith(f"ablate/{name}")
-        assert p.follow == ablate.follow and p.lr == train.lr and p.cache == train.cache
+        assert p.follow == ablate.follow and p.lr == train.lr
+        assert p.cache == p.checkpoints / "cache" and p.cache != train.cache
     with pytest.raises(KeyError, match="unknown ablation variant 'nope'"):
         variant_params(train, ablate, "nope")
+
+
+def test_seed_cache_links_missing_files_and_never_writes_the_source(tmp_path):
+    src, dst = tmp_path / "train_dit", tmp_path / "variant" / "cache"
+    src.mkdir()
+    for name in ("a.safetensors", "b.safetensors"):
+        (src / name).write_bytes(name.encode())
+    (src / "notes.txt").write_text("not a cache file")
+    dst.mkdir(parents=True)
+    (dst / "b.safetensors").write_bytes(b"variant's own")
+    assert seed_cache(src, dst) == 1
+    assert (dst / "a.safetensors").read_bytes() == b"a.safetensors"
+    assert (dst / "b.safetensors").read_bytes() == b"variant's own"  # existing files are kept
+    assert not (dst / "notes.txt").exists()
+    (dst / "c.safetensors").write_bytes(b"new")  # a variant's miss lands in its own cache only
+    assert sorted(p.name for p in src.iterdir()) == ["a.safetensors", "b.safetensors", "notes.txt"]
+    assert seed_cache(src, dst) == 0 and seed_cache(tmp_path / "missing", dst) == 0
 
 
 def test_bad_variants_are_named():
