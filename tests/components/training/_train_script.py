@@ -113,6 +113,11 @@ def main() -> None:
         "full_sha256": sha256_of(full),
     }
     (args.out / f"rank{rank}.json").write_text(json.dumps(report, indent=2))
+    # leave the world explicitly: a gloo group torn down at interpreter exit can abort a rank
+    # ("terminate called without an active exception", seen once in a clean-clone run)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
