@@ -59,7 +59,9 @@ def _markdown(metrics: dict[str, Any]) -> str:
         "# pretrain_motion",
         "",
         "Text-to-motion metrics on the held-out split, **our evaluator on our data** (not comparable with",
-        "published HumanML3D numbers). `gt_` = the held-out ground-truth motions through the same evaluator.",
+        "published HumanML3D numbers). `gt_` = the held-out ground-truth motions through the same evaluators.",
+        f"Each figure is the mean over {metrics.get('evaluators', 1)} independently seeded evaluators; "
+        "`*_evaluator_sd` is their spread.",
         "",
         "| metric | generated | ± 95% | ground truth |",
         "|---|---|---|---|",
@@ -95,7 +97,7 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
 
                 mlflow.log_metrics({f"{phase}/{k}": float(v) for k, v in logs.items()}, step=step)
 
-        model, metrics, phases, evaluator = train_and_evaluate(params, ckpt, on_log=on_log)
+        model, metrics, phases, evaluators = train_and_evaluate(params, ckpt, on_log=on_log)
         if is_rank_zero():
             with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as reports:
                 for ph in phases:
@@ -107,7 +109,8 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
 
                 save_png(reports / "prompts_grid.png", prompt_grid(model))
             model.save_pretrained(params.output)
-            evaluator.save(params.output / "evaluator")
+            for k, evaluator in enumerate(evaluators):  # evaluator/, evaluator_1/, ...
+                evaluator.save(params.output / ("evaluator" if k == 0 else f"evaluator_{k}"))
             run.finish(metrics, markdown=summary, artifacts=[params.output, params.plots])
     print(
         "pretrain_motion: "

@@ -53,6 +53,8 @@ class MotionRecord:
     start: int
     end: int
     texts: tuple[str, ...]
+    meaning: str | None = None  # motions with equal meanings are described by the same texts
+
 
     @property
     def num_frames(self) -> int:
@@ -72,6 +74,16 @@ def _rows(path: Path) -> int:
     if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM:
         raise ValueError(f"features must be [N, {FEATURE_DIM}], got {arr.shape}")
     return int(arr.shape[0])
+
+
+def _meaning(row: dict[str, Any]) -> str | None:
+    """What a motion's texts say, as a key: its action plus its speed/turn variant (``None`` without an
+    action label). A clip and its mirror, or two clips of one action, share it unless a variant differs."""
+    if not row.get("action"):
+        return None
+    variant = row.get("variant") or {}
+    speed, turn = float(variant.get("speed", 1.0)), float(variant.get("turn_deg_per_s", 0.0))
+    return f"{row['action']}|speed={speed:g}|turn={turn:g}"
 
 
 def _motions_folder(root: Path, source: TextSource, problems: list[LoadProblem]) -> list[MotionRecord]:
@@ -94,7 +106,7 @@ def _motions_folder(root: Path, source: TextSource, problems: list[LoadProblem])
             problems.append(LoadProblem(str(path), f"unreadable features: {exc}"))
             continue
         texts = _texts(row.get("captions") or [], row.get("motion_prompt"), source)
-        records.append(MotionRecord(mid, str(row.get("group") or mid), path, 0, n, texts))
+        records.append(MotionRecord(mid, str(row.get("group") or mid), path, 0, n, texts, _meaning(row)))
     return records
 
 
@@ -246,6 +258,16 @@ class MotionDataset:
             raise ValueError("subset() needs at least one id")
         return out
 
+    def with_window(self, window: int) -> MotionDataset:
+        """The same motions drawn as ``window``-frame training windows (a multiple of frames_per_token)."""
+        if window < 1 or window % self.frames_per_token:
+            raise ValueError(
+                f"window={window} must be a positive multiple of frames_per_token={self.frames_per_token}"
+            )
+        out = copy.copy(self)
+        out.window = int(window)
+        return out
+
     def _rows(self, rec: MotionRecord, start: int, length: int) -> np.ndarray:
         arr = np.load(rec.path, mmap_mode="r", allow_pickle=False)
         return np.asarray(arr[rec.start + start : rec.start + start + length], dtype=np.float64)
@@ -272,7 +294,7 @@ class MotionDataset:
         epoch-``e = i // N`` permutation (every motion once per epoch), cropped at a start and
         captioned with a text drawn from a generator seeded by ``(seed, i)``.
         Returns features [B, window, 263] float32 (normalised, zero-padded), lengths [B] (rows),
-        ends [B] bool, texts and ids (lists).
+        ends [B] bool, texts, ids and meanings (lists; a meaning is ``None`` without action labels).
         """
         if step < 0 or batch_size < 1 or not 0 <= rank < world_size:
             raise ValueError(
@@ -302,6 +324,7 @@ class MotionDataset:
             "ends": torch.tensor(ends, dtype=torch.bool),
             "texts": texts,
             "ids": ids,
+            "meanings": [self._by_id[i].meaning for i in ids],
         }
 
     # --- evaluation -------------------------------------------------------------------------------

@@ -137,33 +137,55 @@ def _embed_texts(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
     return encoder.encode(list(texts)).float()
 
 
+EVALUATOR_SPREAD_KEYS = ("r_precision_top1", "r_precision_top3", "fid", "gt_r_precision_top3", "gt_fid")
+
+
+def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from one per evaluator: numbers are averaged, ``<key>_evaluator_sd`` gives the
+    spread of the main ones across evaluators, anything else (text, None) comes from the first."""
+    if not reports:
+        raise ValueError("combine_reports needs at least one report")
+    out: dict[str, Any] = {}
+    for key, first in reports[0].items():
+        values = [r.get(key) for r in reports]
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        out[key] = float(np.mean(values)) if numeric else first
+        if numeric and key in EVALUATOR_SPREAD_KEYS:
+            out[f"{key}_evaluator_sd"] = float(np.std(values))
+    out["evaluators"] = len(reports)
+    return out
+
+
 @torch.no_grad()
 def evaluate(
     model: StructureModel,
-    evaluator: MotionTextEvaluator,
+    evaluators: MotionTextEvaluator | list[MotionTextEvaluator],
     test: MotionDataset,
     params: PretrainMotionParams,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Held-out text-to-motion metrics, the GT reference row, VQ-VAE reconstruction and physics."""
+    """Held-out text-to-motion metrics, the GT reference row, VQ-VAE reconstruction and physics.
+
+    The motions are generated once; each evaluator embeds them and the reports are averaged
+    (``combine_reports``)."""
     from tqdm import tqdm
 
+    if isinstance(evaluators, MotionTextEvaluator):
+        evaluators = [evaluators]
     ev = params.evaluation
     win = test.held_out_windows(test.ids, window=ev.window, stride=ev.stride)
     feats, lengths, texts = win["features"], win["lengths"], win["texts"]
     stats = test.stats
     raw_gt = torch.from_numpy(stats.denormalize(feats.numpy().astype(np.float64)).astype(np.float32))
-    text_vec = evaluator.embed_text(_embed_texts(model.text_encoder, texts)).numpy()
-    gt_emb = evaluator.embed_motion(raw_gt, lengths).numpy()
+    sentence = _embed_texts(model.text_encoder, texts)
 
     # generated: one motion per held-out window text, each replication with fresh seeds
     reps = ev.replications
-    gen_emb = np.zeros((reps, len(texts), gt_emb.shape[1]), np.float32)
+    gen_raw = torch.zeros((reps, *raw_gt.shape))
     gen_joints: list[np.ndarray] = []
     ntok = [int(n) // model.frames_per_token for n in lengths]
     bar = tqdm(total=reps * len(texts), desc="evaluate: generate", unit="motion", disable=not progress)
     for r in range(reps):
-        batch_raw = torch.zeros_like(raw_gt)
         for i, (text, n) in enumerate(zip(texts, ntok, strict=True)):
             codes = model.sample_tokens(
                 text, n * model.frames_per_token, seed=params.seed + 1000 * r + i,
@@ -171,38 +193,44 @@ def evaluate(
             )  # fmt: skip
             f = model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy()
             raw = stats.denormalize(f).astype(np.float32)
-            m = min(len(raw), batch_raw.shape[1])
-            batch_raw[i, :m] = torch.from_numpy(raw[:m])
+            m = min(len(raw), gen_raw.shape[2])
+            gen_raw[r, i, :m] = torch.from_numpy(raw[:m])
             if r == 0:
                 gen_joints.append(np.asarray(features_to_joints(raw.astype(np.float64))))
             bar.update()
-        gen_emb[r] = evaluator.embed_motion(batch_raw, lengths).numpy()
     bar.close()
 
     # MultiModality: several generations for each of a few prompts
     prompts = list(dict.fromkeys(texts))[: ev.mm_prompts]
-    mm = np.zeros((len(prompts), ev.mm_samples, gt_emb.shape[1]), np.float32)
     n_mm = int(lengths.max()) // model.frames_per_token
+    mm_raw = torch.zeros((len(prompts), ev.mm_samples, n_mm * model.frames_per_token, raw_gt.shape[-1]))
     for p, text in enumerate(prompts):
-        rows = torch.zeros((ev.mm_samples, n_mm * model.frames_per_token, raw_gt.shape[-1]))
         for k in range(ev.mm_samples):
             codes = model.sample_tokens(
                 text, n_mm * model.frames_per_token, seed=params.seed + 7919 * (k + 1) + p,
                 guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature, fill="continue",
             )  # fmt: skip
             f = stats.denormalize(model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy())
-            rows[k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: rows.shape[1]]
-        mm[p] = evaluator.embed_motion(rows, torch.full((ev.mm_samples,), rows.shape[1])).numpy()
+            mm_raw[p, k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: mm_raw.shape[2]]
+    mm_lengths = torch.full((ev.mm_samples,), mm_raw.shape[2])
 
     # R-precision batches of distinct motions (Guo et al.) when there are enough motions
     if len(set(win["ids"])) >= 32:
         groups, batching = np.asarray(win["ids"]), "distinct motions"
     else:
         groups, batching = None, "random windows (fewer than 32 held-out motions: texts repeat)"
-    report = t2m_report(
-        text_vec, gt_emb, gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
-        replications=reps, seed=params.seed, groups=groups,
-    )  # fmt: skip
+    reports = []
+    for evaluator in evaluators:
+        gen_emb = np.stack([evaluator.embed_motion(gen_raw[r], lengths).numpy() for r in range(reps)])
+        mm = np.stack([evaluator.embed_motion(rows, mm_lengths).numpy() for rows in mm_raw])
+        reports.append(
+            t2m_report(
+                evaluator.embed_text(sentence).numpy(), evaluator.embed_motion(raw_gt, lengths).numpy(),
+                gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
+                replications=reps, seed=params.seed, groups=groups,
+            )  # fmt: skip
+        )
+    report = combine_reports(reports)
     report["r_precision_batches"] = batching
 
     # VQ-VAE reconstruction of the held-out windows, in joint space
@@ -240,8 +268,8 @@ def train_and_evaluate(
     checkpoints: Path,
     on_log: Callable[[str, int, dict[str, float]], None] | None = None,
     progress: bool = True,
-) -> tuple[StructureModel, dict[str, Any], list[PhaseResult], MotionTextEvaluator]:
-    """Everything but writing the outputs; returns the model, metrics, curves and the evaluator.
+) -> tuple[StructureModel, dict[str, Any], list[PhaseResult], list[MotionTextEvaluator]]:
+    """Everything but writing the outputs; returns the model, metrics, curves and the evaluators.
     Training checkpoints go to ``checkpoints`` (a rerun resumes from the latest complete one)."""
     t0 = time.perf_counter()
     torch.manual_seed(params.seed)
@@ -305,24 +333,40 @@ def train_and_evaluate(
 
     # the evaluator learns on the training split only (raw features; it normalises inside)
     ev = params.evaluation
-    evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)
+
+    # trained on windows of the length it judges (the evaluation window), with the motions' meanings
+    # (action + variant) marking false negatives
+    eval_train = train.with_window(ev.window)
 
     def eval_batches(step: int):
-        b = train.batch(step, ev.evaluator_batch, seed=seed + 2)
+        b = eval_train.batch(step, ev.evaluator_batch, seed=seed + 2)
         raw = full.stats.denormalize(b["features"].numpy().astype(np.float64)).astype(np.float32)
         return {
             "features": torch.from_numpy(raw),
             "lengths": b["lengths"],
             "text_emb": _embed_texts(encoder, b["texts"]),
+            "labels": b["meanings"],
         }
 
-    eval_curve = train_evaluator(
-        evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed, progress=progress
-    )
+    evaluators, eval_curves = [], []
+    for k in range(ev.evaluators):
+        # its own seed for the initial weights too (never the global RNG state left by training,
+        # which differs between a fresh and a resumed run)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 7 * k)
+            evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)
+        eval_curves.append(
+            train_evaluator(
+                evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed + k,
+                progress=progress,
+            )  # fmt: skip
+        )
+        evaluators.append(evaluator)
+    mean_curve = np.mean(eval_curves, axis=0)
     phases = [
         vq_res,
         gen_res,
-        PhaseResult("evaluator", [{"step": i + 1, "loss": v} for i, v in enumerate(eval_curve)]),
+        PhaseResult("evaluator", [{"step": i + 1, "loss": float(v)} for i, v in enumerate(mean_curve)]),
     ]
 
     metrics: dict[str, Any] = {
@@ -332,13 +376,13 @@ def train_and_evaluate(
         "evaluator": "ours (contrastive, trained on our training split)",
     }
     if test is not None:
-        metrics.update(evaluate(model, evaluator, test, params, progress=progress))
+        metrics.update(evaluate(model, evaluators, test, params, progress=progress))
         # the same metrics on training windows show the fit, never to be read as generalisation;
         # an evenly spaced subset of FIT_MOTIONS training motions keeps this check cheap
         step = max(1, len(train_ids) // FIT_MOTIONS)
         fit = evaluate(
             model,
-            evaluator,
+            evaluators,
             train.subset(train.ids[::step]),
             params.model_copy(update={"evaluation": ev.model_copy(update={"replications": 2})}),
         )
@@ -359,7 +403,7 @@ def train_and_evaluate(
             "seconds": round(time.perf_counter() - t0, 2),
         }
     )
-    return model, metrics, phases, evaluator
+    return model, metrics, phases, evaluators
 
 
 GRID_PROMPTS = (

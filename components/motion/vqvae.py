@@ -50,6 +50,11 @@ class VQVAEConfig(BaseModel):
         default=100, ge=0, description="training steps a code may go unused before reset; 0 = never reset"
     )
     laplace_eps: float = Field(default=1e-5, gt=0)
+    l2_codes: bool = Field(
+        default=False,
+        description="unit-normalise encoder outputs and codes (Yu et al. 2021): bounds their scale, "
+        "which otherwise drifts and makes the commitment loss explode on small data",
+    )
 
     @property
     def frames_per_token(self) -> int:
@@ -104,9 +109,17 @@ def _dist_world() -> int:
 class EMAQuantizer(nn.Module):
     """Nearest-code quantiser whose codebook follows an EMA of its assigned encoder outputs."""
 
-    def __init__(self, codebook_size: int, code_dim: int, decay: float, dead_code_threshold: int, eps: float):
+    def __init__(
+        self,
+        codebook_size: int,
+        code_dim: int,
+        decay: float,
+        dead_code_threshold: int,
+        eps: float,
+        unit_codes: bool = False,
+    ):
         super().__init__()
-        self.codebook_size, self.code_dim = codebook_size, code_dim
+        self.codebook_size, self.code_dim, self.unit_codes = codebook_size, code_dim, unit_codes
         self.decay, self.dead_code_threshold, self.eps = decay, dead_code_threshold, eps
         self.register_buffer("codebook", torch.randn(codebook_size, code_dim) * 0.1)
         self.register_buffer("ema_count", torch.ones(codebook_size))
@@ -164,7 +177,8 @@ class EMAQuantizer(nn.Module):
         ema_count = self.ema_count.float()
         n = ema_count.sum()
         smoothed = (ema_count + self.eps) / (n + self.codebook_size * self.eps) * n
-        self.codebook.copy_(self.ema_sum.float() / smoothed[:, None])
+        codebook = self.ema_sum.float() / smoothed[:, None]
+        self.codebook.copy_(F.normalize(codebook, dim=-1) if self.unit_codes else codebook)
 
         self.unused_steps.add_(1).masked_fill_(count > 0, 0)
         self.last_reset = 0
@@ -222,7 +236,7 @@ class MotionVQVAE(nn.Module):
         c = self.config
         self.encoder = _encoder(c)
         self.quantizer = EMAQuantizer(
-            c.codebook_size, c.code_dim, c.ema_decay, c.dead_code_threshold, c.laplace_eps
+            c.codebook_size, c.code_dim, c.ema_decay, c.dead_code_threshold, c.laplace_eps, c.l2_codes
         )
         self.decoder = _decoder(c)
 
@@ -252,7 +266,8 @@ class MotionVQVAE(nn.Module):
         return torch.arange(t, device=x.device)[None] < lengths[:, None]
 
     def _encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.transpose(1, 2)).transpose(1, 2)  # [B, T', code_dim]
+        z = self.encoder(x.transpose(1, 2)).transpose(1, 2)  # [B, T', code_dim]
+        return F.normalize(z, dim=-1) if self.config.l2_codes else z
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Reconstruct x; losses are averaged over frames < lengths (all frames when None)."""

@@ -182,3 +182,37 @@ def test_humanml3d_layout_with_spans_and_mirror_groups(tmp_path):
     assert torch.allclose(
         ev["features"][0], torch.tensor(stats.normalize(feats["000001"][20:36]), dtype=torch.float32)
     )
+
+
+def test_meanings_pair_a_clip_with_its_mirror_and_split_variants(tmp_path, motions_dir):
+    """A mirror of a clip whose captions name no side means the same; a turn or speed variant does not."""
+    from components.motion.variants import expand_motion_set
+
+    out = tmp_path / "variants"
+    expand_motion_set(motions_dir, out, {"sped up": 1.6}, {"turning to the left": 60.0})
+    ds = MotionDataset(out, window=16)
+    m = {r.id: r.meaning for r in ds.records}
+    assert m["walk"] == m["walk~mirror"] == "walk|speed=1|turn=0"
+    assert m["walk~sped-up"] == "walk|speed=1.6|turn=0" != m["walk"]
+    assert m["walk~turning-to-the-left"] == "walk|speed=1|turn=60"
+    # the mirrored left turn is a right turn: a different meaning
+    assert m["walker__turn_left0"] != m["walker__turn_left0~mirror"]
+    b = ds.batch(0, batch_size=8, seed=0)
+    assert b["meanings"] == [m[i] for i in b["ids"]]
+
+
+def test_meaning_is_none_without_an_action_label(motions_dir, tmp_path):
+    out = tmp_path / "motions"
+    shutil.copytree(motions_dir, out)
+    rows = [json.loads(x) for x in (out / "index.jsonl").read_text().splitlines() if x.strip()]
+    (out / "index.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "action"}) + "\n" for r in rows))
+    assert {r.meaning for r in MotionDataset(out, window=16).records} == {None}
+
+
+def test_with_window_draws_windows_of_the_new_length(ds):
+    short = ds.with_window(16)
+    b = short.batch(0, batch_size=4, seed=0)
+    assert b["features"].shape == (4, 16, 263) and int(b["lengths"].max()) == 16
+    assert ds.window == 32 and short.ids == ds.ids
+    with pytest.raises(ValueError, match="multiple of frames_per_token"):
+        ds.with_window(10)

@@ -192,3 +192,24 @@ def test_pad_motions():
     assert feats[0, 3:].abs().sum() == 0 and feats[1].eq(2).all()
     with pytest.raises(ValueError, match="feature array 1"):
         pad_motions([np.ones((3, 5)), np.ones((3, 4))])
+
+
+def test_labels_decide_false_negatives_instead_of_the_text_cosine():
+    """Two near-identical sentence embeddings ("turning left" / "turning right" under MiniLM) stay
+    negatives when their labels differ, and pairs with one label are dropped even if their texts differ."""
+    torch.manual_seed(5)
+    batch = SyntheticPairs(seed=5).sample(6)
+    batch["text_emb"][1] = batch["text_emb"][0] + 1e-3 * torch.randn(TEXT_DIM)  # cosine ~1
+    masked = MotionTextEvaluator(small_config(false_negative_threshold=0.9)).eval()
+    plain = MotionTextEvaluator(small_config(false_negative_threshold=None)).eval()
+    plain.load_state_dict(masked.state_dict())
+    with torch.no_grad():
+        distinct = masked.loss(**batch, labels=list("abcdef")).item()
+        assert distinct == pytest.approx(plain.loss(**batch).item(), rel=1e-6)  # threshold not applied
+        assert masked.loss(**batch).item() != pytest.approx(distinct, rel=1e-4)  # without labels it is
+        # rows 2 and 3 share a label: neither is the other's negative, so the loss drops
+        assert masked.loss(**batch, labels=list("abccef")).item() < distinct
+        # unknown labels (None) keep every negative
+        assert masked.loss(**batch, labels=["a", None, None, "d", "e", "f"]).item() == pytest.approx(distinct)
+    with pytest.raises(ValueError, match="labels has 2 entries"):
+        masked.loss(**batch, labels=["a", "b"])

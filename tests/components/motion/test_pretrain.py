@@ -79,3 +79,16 @@ def test_evaluator_on_real_mocap_ranks_true_pairs_high_and_shuffled_pairs_at_cha
     shuffled_top3 = r_precision(t[rng.permutation(len(t))], m, batch_size=32, rng=rng)[2]
     assert true_top3 > 0.5, true_top3
     assert shuffled_top3 < 0.25, shuffled_top3
+
+
+def test_reports_of_several_evaluators_are_averaged_with_their_spread() -> None:
+    from components.motion.pretrain import combine_reports
+
+    a = {"r_precision_top3": 0.4, "fid": 1.0, "mm_dist": 2.0, "gt_multimodality": None, "note": "x"}
+    b = {"r_precision_top3": 0.6, "fid": 3.0, "mm_dist": 4.0, "gt_multimodality": None, "note": "x"}
+    out = combine_reports([a, b])
+    assert out["r_precision_top3"] == 0.5 and out["fid"] == 2.0 and out["mm_dist"] == 3.0
+    assert abs(out["r_precision_top3_evaluator_sd"] - 0.1) < 1e-12 and out["fid_evaluator_sd"] == 1.0
+    assert "mm_dist_evaluator_sd" not in out  # spread only for the headline keys
+    assert out["gt_multimodality"] is None and out["note"] == "x" and out["evaluators"] == 2
+    assert combine_reports([a])["r_precision_top3_evaluator_sd"] == 0.0

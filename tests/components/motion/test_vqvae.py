@@ -158,3 +158,22 @@ def test_codebooks_stay_identical_across_distributed_ranks(tmp_path):
     q0, q1 = (torch.load(tmp_path / f"q{r}.pt") for r in (0, 1))
     for name in ("codebook", "ema_sum", "ema_count", "unused_steps"):
         assert torch.equal(q0[name], q1[name]), name
+
+
+def test_l2_codes_keep_latents_and_codes_on_the_unit_sphere(windows):
+    torch.manual_seed(0)
+    model = MotionVQVAE(TINY.model_copy(update={"l2_codes": True}))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(30):
+        out = model(windows)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    z = model._encode_latent(windows)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(z.shape[:2]), atol=1e-5)
+    norms = model.quantizer.codebook.norm(dim=-1)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    # unit vectors are at most 2 apart: the commitment term cannot blow up
+    assert float(out["commit_loss"]) <= 4.0
+    plain = MotionVQVAE(TINY)
+    assert not torch.allclose(plain._encode_latent(windows).norm(dim=-1), torch.ones(3, 6), atol=1e-2)
