@@ -58,8 +58,9 @@ def _markdown(metrics: dict[str, Any]) -> str:
     lines = [
         "# pretrain_motion",
         "",
-        "Text-to-motion metrics on the held-out split, **our evaluator on our data** (not comparable with",
-        "published HumanML3D numbers). `gt_` = the held-out ground-truth motions through the same evaluators.",
+        "Text-to-motion metrics on the held-out split, **our evaluator on our data** (not comparable",
+        "with published HumanML3D numbers). `gt_` = the held-out ground-truth motions through the same",
+        "evaluators.",
         f"Each figure is the mean over {metrics.get('evaluators', 1)} independently seeded evaluators; "
         "`*_evaluator_sd` is their spread.",
         "",

@@ -55,7 +55,6 @@ class MotionRecord:
     texts: tuple[str, ...]
     meaning: str | None = None  # motions with equal meanings are described by the same texts
 
-
     @property
     def num_frames(self) -> int:
         return self.end - self.start

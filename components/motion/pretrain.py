@@ -223,13 +223,13 @@ def evaluate(
     for evaluator in evaluators:
         gen_emb = np.stack([evaluator.embed_motion(gen_raw[r], lengths).numpy() for r in range(reps)])
         mm = np.stack([evaluator.embed_motion(rows, mm_lengths).numpy() for rows in mm_raw])
-        reports.append(
-            t2m_report(
-                evaluator.embed_text(sentence).numpy(), evaluator.embed_motion(raw_gt, lengths).numpy(),
-                gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
-                replications=reps, seed=params.seed, groups=groups,
-            )  # fmt: skip
-        )
+        text_emb = evaluator.embed_text(sentence).numpy()
+        gt_emb = evaluator.embed_motion(raw_gt, lengths).numpy()
+        report = t2m_report(
+            text_emb, gt_emb, gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
+            replications=reps, seed=params.seed, groups=groups,
+        )  # fmt: skip
+        reports.append(report)
     report = combine_reports(reports)
     report["r_precision_batches"] = batching
 
@@ -355,12 +355,10 @@ def train_and_evaluate(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 7 * k)
             evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)
-        eval_curves.append(
-            train_evaluator(
-                evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed + k,
-                progress=progress,
-            )  # fmt: skip
+        curve = train_evaluator(
+            evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed + k, progress=progress
         )
+        eval_curves.append(curve)
         evaluators.append(evaluator)
     mean_curve = np.mean(eval_curves, axis=0)
     phases = [

@@ -205,7 +205,8 @@ def test_meaning_is_none_without_an_action_label(motions_dir, tmp_path):
     out = tmp_path / "motions"
     shutil.copytree(motions_dir, out)
     rows = [json.loads(x) for x in (out / "index.jsonl").read_text().splitlines() if x.strip()]
-    (out / "index.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "action"}) + "\n" for r in rows))
+    stripped = [{k: v for k, v in r.items() if k != "action"} for r in rows]
+    (out / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stripped))
     assert {r.meaning for r in MotionDataset(out, window=16).records} == {None}
 
 
