@@ -26,7 +26,7 @@ from components.motion.generator import GeneratorConfig, MotionGenerator
 from components.motion.humanml3d import features_to_joints
 from components.motion.physics import floor_penetration, foot_skate_ratio, mpjpe_mm
 from components.motion.structure import StructureModel
-from components.motion.t2m_metrics import t2m_report
+from components.motion.t2m_metrics import fid, t2m_report
 from components.motion.text_encoder import TextEncoder, build_text_encoder
 from components.motion.vqvae import MotionVQVAE, VQVAEConfig
 
@@ -178,6 +178,8 @@ def evaluate(
     stats = test.stats
     raw_gt = torch.from_numpy(stats.denormalize(feats.numpy().astype(np.float64)).astype(np.float32))
     sentence = _embed_texts(model.text_encoder, texts)
+    recon = model.vqvae(feats, lengths)["recon"].double().numpy()  # the tokenizer's round trip
+    raw_recon = torch.from_numpy(stats.denormalize(recon).astype(np.float32))
 
     # generated: one motion per held-out window text, each replication with fresh seeds
     reps = ev.replications
@@ -229,12 +231,13 @@ def evaluate(
             text_emb, gt_emb, gen_emb, mm_emb=mm if len(prompts) >= 1 else None,
             replications=reps, seed=params.seed, groups=groups,
         )  # fmt: skip
+        # the FID the tokenizer alone costs: decoded(encoded(GT)) against GT
+        report["recon_fid"] = fid(gt_emb, evaluator.embed_motion(raw_recon, lengths).numpy())
         reports.append(report)
     report = combine_reports(reports)
     report["r_precision_batches"] = batching
 
     # VQ-VAE reconstruction of the held-out windows, in joint space
-    recon = model.vqvae(feats, lengths)["recon"].double().numpy()
     errs, gt_joints = [], []
     for i, n in enumerate(lengths.tolist()):
         true_j = np.asarray(features_to_joints(stats.denormalize(feats[i, :n].double().numpy())))
@@ -350,8 +353,7 @@ def train_and_evaluate(
 
     evaluators, eval_curves = [], []
     for k in range(ev.evaluators):
-        # its own seed for the initial weights too (never the global RNG state left by training,
-        # which differs between a fresh and a resumed run)
+        # its own seed for the initial weights too, not whatever state training left the global RNG in
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 7 * k)
             evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)

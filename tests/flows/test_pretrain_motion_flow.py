@@ -79,6 +79,11 @@ def test_stage_trains_evaluates_and_saves(trained):
     for f in ("config.json", "vqvae.safetensors", "generator.safetensors", "stats.npz"):
         assert (model / f).is_file(), f
     assert (model / "evaluator" / "evaluator.safetensors").is_file()
+    # three seeded evaluators (the default): all saved, metrics are their mean with a spread
+    assert metrics["evaluators"] == 3
+    for k in (1, 2):
+        assert (model / f"evaluator_{k}" / "evaluator.safetensors").is_file()
+    assert metrics["r_precision_top3_evaluator_sd"] >= 0 and metrics["recon_fid"] >= 0
     curve = (work / "plots" / "pretrain_motion" / "vqvae_loss.csv").read_text().splitlines()
     assert curve[0].startswith("step,") and len(curve) == 13
     assert (work / "reports" / "pretrain_motion" / "prompts_grid.png").stat().st_size > 1000
@@ -95,6 +100,9 @@ def test_rerun_resumes_from_the_final_checkpoint(trained):
     # the loss history comes back from the checkpoint: final losses and curves as in the first run
     for key in ("vqvae_final_loss", "generator_final_loss"):
         assert metrics[key] is not None and metrics[key] == before[key], key
+    # a resumed run measures what the first run measured (same evaluators, same generations)
+    for key in ("r_precision_top3", "gt_r_precision_top3", "fid", "recon_fid", "diversity"):
+        assert metrics[key] == pytest.approx(before[key], rel=1e-4), key
     curve = (work / "plots" / "pretrain_motion" / "generator_loss.csv").read_text().splitlines()
     assert len(curve) == 13
     ckpts = [p for p in (work / "checkpoints" / "pretrain_motion").iterdir() if p.is_dir()]
