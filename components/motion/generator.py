@@ -178,13 +178,16 @@ class MotionGenerator(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         min_tokens: int = 1,
+        context: int | None = None,
     ) -> list[torch.Tensor]:
         """Sample one token sequence per row of text_emb [B, text_dim] (END excluded, ≥ min_tokens).
 
         Each step samples from softmax(guided logits / temperature), restricted to the ``top_k``
         most likely entries (``top_k=1`` is greedy). END is masked until ``min_tokens`` tokens
         exist; a sequence stops at END or at ``max_tokens``. The same ``generator`` state gives
-        the same sequences.
+        the same sequences. ``context`` (tokens): each step sees only the latest ``context - 1``
+        tokens, so a model trained on windows of ``context`` tokens cropped anywhere in a motion
+        continues past its window with positions it was trained on (None = the whole sequence).
         """
         c = self.config
         max_tokens = c.max_tokens if max_tokens is None else int(max_tokens)
@@ -196,6 +199,8 @@ class MotionGenerator(nn.Module):
             raise ValueError(f"min_tokens must be in [1, max_tokens={max_tokens}], got {min_tokens}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature} (use top_k=1 for greedy decoding)")
+        if context is not None and context < 2:
+            raise ValueError(f"context must be >= 2 tokens or None, got {context}")
         if top_k is not None and not 1 <= top_k <= c.codebook_size + 1:
             raise ValueError(f"top_k must be in [1, {c.codebook_size + 1}] or None, got {top_k}")
         device = self.head.weight.device
@@ -208,7 +213,8 @@ class MotionGenerator(nn.Module):
             done = torch.zeros(b, dtype=torch.bool, device=device)
             lengths = torch.full((b,), max_tokens, dtype=torch.long, device=device)
             for step in range(max_tokens):
-                logits = self.guided_logits(tokens, text_emb, guidance).float() / temperature
+                seen = tokens if context is None else tokens[:, max(0, tokens.shape[1] - context + 1) :]
+                logits = self.guided_logits(seen, text_emb, guidance).float() / temperature
                 if step < min_tokens:
                     logits[:, c.end_id] = float("-inf")
                 if top_k is not None and top_k < logits.shape[1]:

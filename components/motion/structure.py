@@ -16,6 +16,9 @@ No pickles anywhere. Length policy of ``generate`` (frames at ``fps``):
 * ``fill="hold"`` (default): when the model emits END early, the motion it chose ends there and
   the last pose is held for the remaining frames (the person stands still, no teleport);
 * ``fill="continue"``: END is suppressed until enough tokens exist, so the motion keeps going;
+* past the training window the generator sees only the latest ``window`` frames' tokens
+  (``context_tokens``): trained on windows cropped anywhere in a motion, it keeps moving instead of
+  reading positions it never trained (before this, motions froze after ~1.2 s);
 * beyond the generator's capacity (``max_tokens · frames_per_token`` frames) the last pose is held
   in both modes.
 """
@@ -101,6 +104,12 @@ class StructureModel:
             )
         return emb
 
+    @property
+    def context_tokens(self) -> int:
+        """Tokens the generator attends to: its training window (windows were cropped anywhere in a
+        motion, so the latest ``window`` frames are always an in-distribution context)."""
+        return max(2, self.window // self.frames_per_token)
+
     def sample_tokens(
         self,
         prompt: str,
@@ -126,6 +135,7 @@ class StructureModel:
             temperature=temperature,
             generator=gen,
             min_tokens=needed if fill == "continue" else 1,
+            context=self.context_tokens,
         )[0]
 
     @torch.no_grad()

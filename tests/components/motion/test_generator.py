@@ -149,3 +149,23 @@ def test_errors_name_the_problem():
         gen.generate(torch.randn(1, 8), temperature=0)
     with pytest.raises(ValueError, match=r"divisible by generator\.heads"):
         GeneratorConfig(dim=30, heads=4)
+
+
+def test_a_context_limits_what_each_step_sees():
+    """With context=3 every greedy token is the argmax after only the 2 tokens before it."""
+    torch.manual_seed(4)
+    gen = MotionGenerator(CFG).eval()
+    with torch.no_grad():
+        for p in gen.parameters():  # break the zero-initialised positions so that context matters
+            p.add_(0.3 * torch.randn_like(p))
+    text = torch.randn(1, 8)
+    seq = gen.generate(text, max_tokens=10, min_tokens=10, top_k=1, context=3)[0]
+    full = gen.generate(text, max_tokens=10, min_tokens=10, top_k=1)[0]
+    assert len(seq) == 10 and not torch.equal(seq, full)
+    with torch.no_grad():
+        for i in range(2, 10):
+            logits = gen.guided_logits(seq[None, i - 2 : i], text, 1.0)
+            logits[:, CFG.end_id] = float("-inf")
+            assert int(logits.argmax()) == int(seq[i]), i
+    with pytest.raises(ValueError, match="context must be >= 2"):
+        gen.generate(text, context=1)

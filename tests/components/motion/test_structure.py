@@ -169,3 +169,23 @@ def test_clear_errors(model, dataset, tmp_path):
     wide = StructureModel(model.vqvae, model.generator, model.stats, text_encoder=Wide())
     with pytest.raises(ValueError, match=r"gives 12-d vectors but the generator expects text_dim=8"):
         wide.generate("a person walks", frames=8, seed=0)
+
+
+def test_past_the_training_window_the_generator_sees_only_the_latest_window(model):
+    """window=16 frames = 4 tokens: token i is chosen after tokens i-3..i-1 only (greedy check)."""
+    import copy
+
+    assert model.context_tokens == 4
+    m = copy.deepcopy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():  # a briefly trained generator barely uses positions: make them matter
+        for p in m.generator.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    tokens = m.sample_tokens("a person walks", frames=24, seed=0, guidance=1.0, top_k=1, fill="continue")
+    assert len(tokens) == 6
+    emb = m.embed(["a person walks"])
+    with torch.no_grad():
+        for i in range(3, 6):
+            logits = m.generator.guided_logits(tokens[None, i - 3 : i], emb, 1.0)
+            logits[:, GEN.end_id] = float("-inf")
+            assert int(logits.argmax()) == int(tokens[i]), i
