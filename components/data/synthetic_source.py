@@ -62,6 +62,7 @@ def discover(src: SyntheticSource) -> list[SourceItem]:
             "camera": camera,
             "augment": src.augment,
             "humanml3d": str(src.humanml3d) if src.humanml3d else None,
+            "loop_seconds": float(src.loop_seconds),
         }
         items.append(
             SourceItem(
@@ -76,7 +77,7 @@ def discover(src: SyntheticSource) -> list[SourceItem]:
 
 
 @functools.lru_cache(maxsize=64)
-def _load_motion(name: str, humanml3d: str | None) -> Motion:
+def _load_motion(name: str, humanml3d: str | None, loop_seconds: float = 0.0) -> Motion:
     if name.startswith("humanml3d:"):
         from components.motion.mocap import load_humanml3d
 
@@ -86,9 +87,9 @@ def _load_motion(name: str, humanml3d: str | None) -> Motion:
             if m.name == wanted:
                 return m
         raise SyntheticError(f"HumanML3D motion {wanted} could not be loaded from {humanml3d}")
-    from components.motion.mocap import load_deepmimic
+    from components.motion.mocap import load_deepmimic, loop_repeats
 
-    return load_deepmimic(name)
+    return load_deepmimic(name, repeats=loop_repeats(name, loop_seconds))
 
 
 def _prepare_motion(motion: Motion, seconds: float, rng: np.random.Generator, augment: bool) -> Motion:
@@ -164,7 +165,7 @@ def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
     it, recipe, cp = planned.item, planned.item.synthetic, params.clip
     rng = np.random.default_rng([recipe["seed"], recipe["index"], 1])
     try:
-        motion = _load_motion(recipe["motion"], recipe["humanml3d"])
+        motion = _load_motion(recipe["motion"], recipe["humanml3d"], recipe.get("loop_seconds", 0.0))
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise SyntheticError(f"motion {recipe['motion']}: {exc}") from exc
     motion = _prepare_motion(motion, cp.frames / cp.fps, rng, recipe["augment"])
@@ -219,7 +220,8 @@ def write_motion_set(sources: list[SyntheticSource], out_dir, seed: int = 0) -> 
     """The text–motion set behind the synthetic clips, in the HumanML3D representation.
 
     For every source motion and its mirror image: ``motions/<name>.npy`` (features [T-1,263]) and
-    one line in ``motions/index.jsonl`` (name, action, frames, fps, source, captions, motion prompt);
+    one line in ``motions/index.jsonl`` (name, action, frames, fps, source, captions, motion prompt,
+    ``loop_repeats``: cycles of a looping clip tiled to the source's ``loop_seconds``);
     ``motions/stats.npz`` holds the normalisation statistics computed on exactly these features.
     The motion transformer trains on this folder (or on a HumanML3D folder, which has the same form).
     """
@@ -234,10 +236,14 @@ def write_motion_set(sources: list[SyntheticSource], out_dir, seed: int = 0) -> 
     root.mkdir(parents=True, exist_ok=True)
     lines, feats = [], []
     names = sorted(
-        {(n, str(s.humanml3d) if s.humanml3d else None) for s in sources for n in _motion_names(s)}
+        {
+            (n, str(s.humanml3d) if s.humanml3d else None, float(s.loop_seconds))
+            for s in sources
+            for n in _motion_names(s)
+        }
     )
-    for name, h3d in names:
-        base = _load_motion(name, h3d)
+    for name, h3d, loop_seconds in names:
+        base = _load_motion(name, h3d, loop_seconds)
         for motion, suffix in ((base, ""), (mirror(base), "~mirror")):
             key = (name + suffix).replace("/", "__").replace(":", "_")
             f = joints_to_features(np.asarray(motion.joints)).astype(np.float32)
@@ -251,6 +257,7 @@ def write_motion_set(sources: list[SyntheticSource], out_dir, seed: int = 0) -> 
                     "fps": float(motion.fps),
                     "source": motion.source,
                     "group": name,  # a motion and its mirror share a split
+                    "loop_repeats": int(motion.meta.get("repeats", 1)),
                     "captions": list(motion.captions) or captions(motion, seed=seed, n=3),
                     "motion_prompt": motion_prompt(motion, seed=seed),
                 }

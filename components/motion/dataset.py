@@ -239,6 +239,12 @@ class MotionDataset:
     def ids(self) -> list[str]:
         return [r.id for r in self.records]
 
+    def record(self, mid: str) -> MotionRecord:
+        """The record of motion ``mid``."""
+        if mid not in self._by_id:
+            raise KeyError(f"motion {mid!r} is not in this dataset ({len(self.records)} motions)")
+        return self._by_id[mid]
+
     @property
     def index(self) -> list[dict[str, str]]:
         """(id, group) of every usable motion, the input of ``split_by_group``."""

@@ -433,6 +433,27 @@ def load_deepmimic(name_or_path: str | Path, fps: float = HUMANML3D_FPS, repeats
     )
 
 
+# Actions whose DeepMimic clip is one cycle of an ongoing activity: tiled ("looped") into longer
+# motions, so a text-to-motion model learns that a run goes on rather than stopping after one stride.
+# Single actions (jump, backflip, kick, ...) are not tiled even when their file is marked "wrap".
+CONTINUOUS_ACTIONS = frozenset({"walk", "run", "crawl", "dance", "turn_left", "turn_right"})
+
+
+def loop_repeats(name: str, min_seconds: float) -> int:
+    """Cycles of DeepMimic clip ``name`` needed to last at least ``min_seconds`` (1 = play once).
+
+    Only looping ("wrap") clips of ``CONTINUOUS_ACTIONS`` are tiled; ``min_seconds`` <= 0 disables."""
+    if min_seconds < 0:
+        raise ValueError(f"min_seconds must be >= 0, got {min_seconds}")
+    clips = list_deepmimic_clips()
+    if min_seconds == 0 or name not in clips or deepmimic_action(name) not in CONTINUOUS_ACTIONS:
+        return 1
+    arr, loop = _read_deepmimic(clips[name])
+    if loop != "wrap":
+        return 1
+    return max(1, math.ceil(min_seconds / float(np.sum(arr[:-1, 0])) - 1e-9))
+
+
 def load_all_deepmimic(fps: float = HUMANML3D_FPS, repeats: int = 1) -> list[Motion]:
     """Every DeepMimic clip (``repeats`` applies to looping clips only)."""
     out = []

@@ -137,7 +137,9 @@ def _embed_texts(encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
     return encoder.encode(list(texts)).float()
 
 
-EVALUATOR_SPREAD_KEYS = ("r_precision_top1", "r_precision_top3", "fid", "gt_r_precision_top3", "gt_fid")
+EVALUATOR_SPREAD_KEYS = (
+    "r_precision_top1", "r_precision_top3", "fid", "gt_r_precision_top3", "gt_fid", "gt_other_clips_fid",
+)  # fmt: skip
 
 
 def combine_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -163,11 +165,15 @@ def evaluate(
     test: MotionDataset,
     params: PretrainMotionParams,
     progress: bool = False,
+    other_clips: MotionDataset | None = None,
 ) -> dict[str, Any]:
     """Held-out text-to-motion metrics, the GT reference row, VQ-VAE reconstruction and physics.
 
     The motions are generated once; each evaluator embeds them and the reports are averaged
-    (``combine_reports``)."""
+    (``combine_reports``). ``other_clips`` (the training split) gives a second real-vs-real FID
+    reference, ``gt_other_clips_fid``: the held-out windows against the real training windows that
+    the same texts describe (equal meanings; all training motions when there are no meanings), i.e.
+    what FID real motions score when they come from other source clips, as a generator's must."""
     from tqdm import tqdm
 
     if isinstance(evaluators, MotionTextEvaluator):
@@ -221,6 +227,7 @@ def evaluate(
         groups, batching = np.asarray(win["ids"]), "distinct motions"
     else:
         groups, batching = None, "random windows (fewer than 32 held-out motions: texts repeat)"
+    other = _other_clip_windows(other_clips, test, ev.window, ev.stride) if other_clips is not None else None
     reports = []
     for evaluator in evaluators:
         gen_emb = np.stack([evaluator.embed_motion(gen_raw[r], lengths).numpy() for r in range(reps)])
@@ -233,9 +240,13 @@ def evaluate(
         )  # fmt: skip
         # the FID the tokenizer alone costs: decoded(encoded(GT)) against GT
         report["recon_fid"] = fid(gt_emb, evaluator.embed_motion(raw_recon, lengths).numpy())
+        if other is not None:
+            report["gt_other_clips_fid"] = fid(gt_emb, evaluator.embed_motion(*other).numpy())
         reports.append(report)
     report = combine_reports(reports)
     report["r_precision_batches"] = batching
+    if other is not None:
+        report["other_clips_windows"] = int(other[1].shape[0])
 
     # VQ-VAE reconstruction of the held-out windows, in joint space
     errs, gt_joints = [], []
@@ -261,6 +272,18 @@ def evaluate(
     report["eval_motions"] = len(test.ids)
     report["chance_r_precision_top3"] = 3 / 32
     return report
+
+
+def _other_clip_windows(
+    other: MotionDataset, test: MotionDataset, window: int, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw features and lengths of ``other``'s evaluation windows whose motions mean what a
+    held-out motion means (every motion of ``other`` when meanings are unknown)."""
+    meanings = {test.record(i).meaning for i in test.ids}
+    ids = [i for i in other.ids if other.record(i).meaning in meanings] if None not in meanings else []
+    win = other.held_out_windows(ids or other.ids, window=window, stride=stride)
+    raw = other.stats.denormalize(win["features"].numpy().astype(np.float64)).astype(np.float32)
+    return torch.from_numpy(raw), win["lengths"]
 
 
 FIT_MOTIONS = 64  # training motions measured for the train_* (fit) metrics
@@ -376,7 +399,7 @@ def train_and_evaluate(
         "evaluator": "ours (contrastive, trained on our training split)",
     }
     if test is not None:
-        metrics.update(evaluate(model, evaluators, test, params, progress=progress))
+        metrics.update(evaluate(model, evaluators, test, params, progress=progress, other_clips=train))
         # the same metrics on training windows show the fit, never to be read as generalisation;
         # an evenly spaced subset of FIT_MOTIONS training motions keeps this check cheap
         step = max(1, len(train_ids) // FIT_MOTIONS)

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 REQUIRED = (
     "fid", "r_precision_top1", "r_precision_top3", "mm_dist", "diversity", "recon_mpjpe_mm",
     "foot_skate_ratio", "gt_fid", "gt_r_precision_top3", "gt_diversity", "multimodality",
-    "zero_stage", "world_size", "resumed_from",
+    "zero_stage", "world_size", "resumed_from", "gt_other_clips_fid",
 )  # fmt: skip
 
 
@@ -75,6 +75,7 @@ def test_stage_trains_evaluates_and_saves(trained):
     assert metrics["zero_stage"] == 2 and metrics["world_size"] == 1 and metrics["resumed_from"] is None
     assert metrics["test_motions"] > 0 and metrics["eval_samples"] >= 32
     assert 0 <= metrics["r_precision_top3"] <= 1 and metrics["fid"] >= 0
+    assert metrics["gt_other_clips_fid"] > 0 and metrics["other_clips_windows"] > 0
     model = work / "models" / "motion"
     for f in ("config.json", "vqvae.safetensors", "generator.safetensors", "stats.npz"):
         assert (model / f).is_file(), f

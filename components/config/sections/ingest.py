@@ -64,6 +64,12 @@ class SyntheticSource(_Strict):
     humanml3d: Path | None = Field(default=None, description="a HumanML3D folder to draw motions from")
     cameras: list[str] = Field(default=DEFAULT_SYNTHETIC_CAMERAS, min_length=1)
     augment: bool = True
+    loop_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        description="looping clips of ongoing activities (walk, run, crawl, dance, turns) are tiled to at "
+        "least this long, in the rendered clips and the text–motion set; 0 plays every clip once",
+    )
 
     @field_validator("cameras")
     @classmethod

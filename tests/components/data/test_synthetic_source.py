@@ -115,7 +115,8 @@ def test_motion_set_features_stats_and_mirrors(tmp_path):
     assert by_id["walker__turn_left0~mirror"]["action"] == "turn_right"
     assert "right" in by_id["walker__turn_left0~mirror"]["motion_prompt"]
     feats = np.load(tmp_path / "motions" / "walk.npy")
-    walk = load_deepmimic("walk").joints
+    assert by_id["walk"]["loop_repeats"] == 3  # 1.27 s a cycle, tiled to the default 3 s
+    walk = load_deepmimic("walk", repeats=3).joints
     assert feats.shape == (len(walk) - 1, 263)
     np.testing.assert_allclose(
         features_to_joints(feats.astype(np.float64)), canonicalize(walk)[:-1], atol=1e-4
@@ -123,3 +124,21 @@ def test_motion_set_features_stats_and_mirrors(tmp_path):
     stats = FeatureStats.load(tmp_path / "motions" / "stats.npz")
     all_feats = np.concatenate([np.load(tmp_path / "motions" / f"{x['id']}.npy") for x in index])
     np.testing.assert_allclose(stats.mean, all_feats.mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_motion_set_loops_ongoing_activities_only(tmp_path):
+    """A run (0.8 s cycle) is tiled to loop_seconds, so the text-to-motion set never teaches that a
+    run stops after one stride; a jump stays one jump; loop_seconds 0 plays each clip once."""
+    import json
+
+    for loop, want in ((3.0, {"run": 4, "jump": 1}), (0.0, {"run": 1, "jump": 1})):
+        out = tmp_path / f"loop{loop:g}"
+        syn.write_motion_set(_params(clips=1, motions=["run", "jump"], loop_seconds=loop).sources, out)
+        index = {
+            x["id"]: x for x in map(json.loads, (out / "motions" / "index.jsonl").read_text().splitlines())
+        }
+        for name, repeats in want.items():
+            for key in (name, name + "~mirror"):
+                assert index[key]["loop_repeats"] == repeats
+        run_seconds = index["run"]["frames"] / index["run"]["fps"]
+        assert (run_seconds >= 3.0) == (loop == 3.0)

@@ -147,6 +147,21 @@ def test_repeats_tile_loop_clips():
     assert yaw[-5:].mean() - yaw[:5].mean() > 60  # keeps turning across cycles
 
 
+def test_loop_repeats_tile_only_ongoing_activities():
+    from components.motion.mocap import loop_repeats
+
+    assert loop_repeats("run", 3.0) == 4  # a 0.8 s stride cycle
+    assert loop_repeats("walk", 3.0) == 3  # 1.27 s
+    assert loop_repeats("walker/turn_left0", 2.0) == 2
+    assert load_deepmimic("run", repeats=loop_repeats("run", 3.0)).num_frames / 20.0 >= 3.0
+    assert loop_repeats("jump", 3.0) == 1  # a "wrap" file, but one jump is one action
+    assert loop_repeats("kick", 3.0) == 1  # not a looping clip
+    assert loop_repeats("run", 0.0) == 1
+    assert loop_repeats("spin", 3.0) == 1  # not an ongoing locomotion in the list
+    with pytest.raises(ValueError, match="min_seconds"):
+        loop_repeats("run", -1.0)
+
+
 def test_deepmimic_options_and_errors():
     m30 = load_deepmimic("walk", fps=30.0)
     assert m30.fps == 30.0 and m30.num_frames == int(m30.meta["source_seconds"] * 30 + 1e-6) + 1

@@ -92,3 +92,27 @@ def test_reports_of_several_evaluators_are_averaged_with_their_spread() -> None:
     assert "mm_dist_evaluator_sd" not in out  # spread only for the headline keys
     assert out["gt_multimodality"] is None and out["note"] == "x" and out["evaluators"] == 2
     assert combine_reports([a])["r_precision_top3_evaluator_sd"] == 0.0
+
+
+def test_other_clips_reference_takes_real_windows_of_the_held_out_meanings(tmp_path) -> None:
+    """gt_other_clips_fid compares the held-out windows with real training windows of the same
+    meanings: another walk clip counts, a jump does not; without meanings every motion counts."""
+    from components.config.schema import SyntheticSource
+    from components.data.synthetic_source import write_motion_set
+    from components.motion.dataset import MotionDataset
+    from components.motion.pretrain import _other_clip_windows
+
+    write_motion_set([SyntheticSource(motions=["walk", "walker/0walk_forward", "jump"])], tmp_path)
+    ds = MotionDataset(tmp_path / "motions", window=16)
+    test = ds.subset(["walk", "walk~mirror"])
+    train = ds.subset([i for i in ds.ids if not i.startswith("walk") or i.startswith("walker")])
+    feats, lengths = _other_clip_windows(train, test, window=16, stride=4)
+    walker = ds.held_out_windows(["walker__0walk_forward", "walker__0walk_forward~mirror"], 16, 4)
+    assert feats.shape[0] == len(lengths) == walker["features"].shape[0]
+    raw = ds.stats.denormalize(walker["features"].numpy().astype("float64"))
+    assert abs(feats.numpy() - raw).max() < 1e-3  # raw features of the walker windows, not the jump's
+    no_meanings = ds.subset(ds.ids)
+    for rec in list(no_meanings.records):  # a HumanML3D-like set: nothing says what a motion means
+        object.__setattr__(rec, "meaning", None)
+    everything = _other_clip_windows(train, no_meanings.subset(["walk"]), window=16, stride=4)[0]
+    assert everything.shape[0] == ds.held_out_windows(train.ids, 16, 4)["features"].shape[0]
