@@ -88,7 +88,10 @@ def _motion(args: argparse.Namespace) -> int:
             f"no motion model in {model_dir}: run `dvc repro pretrain_motion` (or pass --model DIR)"
         )
     model = StructureModel.from_pretrained(model_dir)
-    joints = model.generate(args.prompt, args.frames, seed=args.seed, guidance=args.guidance)
+    joints = model.generate(
+        args.prompt, args.frames, seed=args.seed, guidance=args.guidance, top_k=args.top_k,
+        temperature=args.temperature, fill=args.fill,
+    )  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out.with_suffix(".npy"), joints.astype(np.float32))
@@ -255,6 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--camera", default="fixed", help="fixed | orbit | dolly | pan, with options")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
+    p.add_argument(
+        "--top-k", type=int, default=3, help="sample among the k likeliest tokens (1 = greedy; as evaluated)"
+    )
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (as evaluated)")
+    p.add_argument(
+        "--fill", choices=("hold", "continue"), default="hold",
+        help="hold: the motion may end early and its last pose is held; continue: it keeps going",
+    )  # fmt: skip
     p.add_argument("--model", default="models/motion", help="folder written by pretrain_motion")
     p.add_argument("--out", default="motion.mp4", help="output mp4; the joints go beside it as .npy")
     p.add_argument("--height", type=int, default=256)

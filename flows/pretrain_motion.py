@@ -108,7 +108,9 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
                 from components.annotation.overlay import save_png
                 from components.motion.pretrain import prompt_grid
 
-                save_png(reports / "prompts_grid.png", prompt_grid(model))
+                ev = params.evaluation  # the grid shows motions sampled as they were measured
+                grid = prompt_grid(model, guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature)
+                save_png(reports / "prompts_grid.png", grid)
             model.save_pretrained(params.output)
             for k, evaluator in enumerate(evaluators):  # evaluator/, evaluator_1/, ...
                 evaluator.save(params.output / ("evaluator" if k == 0 else f"evaluator_{k}"))

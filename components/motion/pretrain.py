@@ -441,15 +441,17 @@ def prompt_grid(
     frames: int = 48,
     step: int = 8,
     seed: int = 0,
+    **sampling: Any,
 ) -> np.ndarray:
-    """uint8 RGB image: one row of 3D stick frames (every ``step``-th) per prompt, prompt written on it."""
+    """uint8 RGB image: one row of 3D stick frames (every ``step``-th) per prompt, prompt written on it.
+    ``sampling`` goes to ``StructureModel.generate`` (guidance, top_k, temperature, fill)."""
     import cv2
 
     from components.motion.render import draw_stick_3d
 
     rows = []
     for prompt in prompts:
-        joints = model.generate(prompt, frames, seed=seed)
+        joints = model.generate(prompt, frames, seed=seed, **sampling)
         floor = float(joints[..., 1].min())
         row = np.concatenate(
             [draw_stick_3d(joints[t], 160, 160, ground=floor) for t in range(0, frames, step)], 1

@@ -124,3 +124,21 @@ def test_mosa_motion_cli_writes_joints_and_video_reproducibly(trained):
         assert (work / name).stat().st_size > 0
     assert outs[0].shape == (24, 22, 3) and np.isfinite(outs[0]).all()
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_mosa_motion_cli_sampling_options_reach_the_sampler(trained):
+    """--top-k 1 is greedy: different seeds give one motion; --fill is validated by name."""
+    work, first, _ = trained
+    assert first.returncode == 0
+    outs = []
+    for seed in ("1", "2"):
+        name = f"greedy{seed}.mp4"
+        proc = _run(
+            work, "-m", "flows.cli", "motion", "a person runs", "--frames", "16", "--seed", seed,
+            "--top-k", "1", "--fill", "continue", "--out", name, "--height", "64", "--width", "96",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(np.load(work / name.replace(".mp4", ".npy")))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    bad = _run(work, "-m", "flows.cli", "motion", "a person runs", "--fill", "loop")
+    assert bad.returncode != 0 and "invalid choice: 'loop'" in bad.stderr
