@@ -72,6 +72,15 @@ def _markdown(metrics: dict[str, Any]) -> str:
             lines.append(
                 f"| {k} | {metrics.get(k)} | {metrics.get(k + '_ci95', '')} | {metrics.get('gt_' + k, '')} |"
             )
+    ref = metrics.get("gt_other_clips_fid")
+    if isinstance(ref, float) and ref > 0 and isinstance(metrics.get("fid"), float):
+        lines += [
+            "",
+            f"FID references (real vs real): `gt_fid` {metrics.get('gt_fid')} resamples the held-out set "
+            f"against itself (a finite-sample floor); `gt_other_clips_fid` {metrics['gt_other_clips_fid']} "
+            "compares it with the training clips of the same meanings. Generated `fid` is "
+            f"{metrics['fid'] / ref:.2f}x the latter.",
+        ]
     lines += ["", "| other | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in metrics.items() if not any(k.endswith(h) for h in HEADLINE)]
     return "\n".join(lines) + "\n"

@@ -315,6 +315,10 @@ def train_and_evaluate(
     train = full.subset(train_ids)
     test = full.subset(test_ids) if test_ids else None
     encoder = build_text_encoder(params.text_encoder.name, params.text_encoder.path)
+    # Every text of the set is encoded once, up front, in one fixed order: a sentence's vector differs
+    # in the last float bits with the batch it was padded in, and training that fed on whichever
+    # batch came first made a resumed run (no generator batches) train different evaluators.
+    encoder.encode(sorted({t for rec in full.records for t in rec.texts}))
     seed = params.seed
 
     def vq_loss(module, batch):
