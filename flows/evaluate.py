@@ -68,7 +68,8 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
         if params.motion_metrics.is_file():
             t2m = json.loads(params.motion_metrics.read_text())
             for k in ("fid", "r_precision_top1", "r_precision_top3", "mm_dist", "diversity", "multimodality",
-                      "gt_fid", "gt_r_precision_top3", "recon_mpjpe_mm", "foot_skate_ratio"):  # fmt: skip
+                      "gt_fid", "gt_other_clips_fid", "gt_r_precision_top3", "recon_mpjpe_mm",
+                      "foot_skate_ratio"):  # fmt: skip
                 metrics[f"t2m_{k}"] = t2m.get(k)
         metrics.update({"prompts": len(prompts), "reference_clips": len(reference)})
         metrics["seconds"] = round(time.perf_counter() - t0, 2)
