@@ -97,6 +97,8 @@ def test_reports_of_several_evaluators_are_averaged_with_their_spread() -> None:
 def test_other_clips_reference_takes_real_windows_of_the_held_out_meanings(tmp_path) -> None:
     """gt_other_clips_fid compares the held-out windows with real training windows of the same
     meanings: another walk clip counts, a jump does not; without meanings every motion counts."""
+    import shutil
+
     from components.config.schema import SyntheticSource
     from components.data.synthetic_source import write_motion_set
     from components.motion.dataset import MotionDataset
@@ -111,8 +113,14 @@ def test_other_clips_reference_takes_real_windows_of_the_held_out_meanings(tmp_p
     assert feats.shape[0] == len(lengths) == walker["features"].shape[0]
     raw = ds.stats.denormalize(walker["features"].numpy().astype("float64"))
     assert abs(feats.numpy() - raw).max() < 1e-3  # raw features of the walker windows, not the jump's
-    no_meanings = ds.subset(ds.ids)
-    for rec in list(no_meanings.records):  # a HumanML3D-like set: nothing says what a motion means
-        object.__setattr__(rec, "meaning", None)
-    everything = _other_clip_windows(train, no_meanings.subset(["walk"]), window=16, stride=4)[0]
+    # a set whose index has no action labels (like HumanML3D): nothing says what a motion means
+    plain = tmp_path / "plain"
+    shutil.copytree(tmp_path / "motions", plain)
+    rows = [json.loads(x) for x in (plain / "index.jsonl").read_text().splitlines()]
+    (plain / "index.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "action"}) + "\n" for r in rows)
+    )
+    unlabelled = MotionDataset(plain, window=16)
+    assert unlabelled.record("walk").meaning is None
+    everything = _other_clip_windows(unlabelled.subset(train.ids), unlabelled.subset(["walk"]), 16, 4)[0]
     assert everything.shape[0] == ds.held_out_windows(train.ids, 16, 4)["features"].shape[0]
