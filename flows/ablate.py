@@ -15,9 +15,10 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import AblateParams, TrainDiTParams
+from components.config.sections.ablate import AblateParams
+from components.config.sections.train_dit import TrainDiTParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import dvc_dep_hashes, is_rank_zero, stage_run
+from flows.stage import checkpoint_folder, dvc_dep_hashes, is_rank_zero, run_fingerprint, stage_run
 
 # Video metrics computed on each variant's generated clips (the held-out clips are the reference).
 VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness", "temporal_jerk")
@@ -80,20 +81,24 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     from components.evaluation.run import evaluate_samples
 
     ablate_params: AblateParams = load_section("ablate", params_path)
-    params = variant_params(load_section("train_dit", params_path), ablate_params, variant)
+    train_params: TrainDiTParams = load_section("train_dit", params_path)
+    params = variant_params(train_params, ablate_params, variant)
     stage = f"ablate@{variant}"
     with stage_run(f"ablate-{variant.replace('_', '-')}", params, extra_tags={"variant": variant}) as run:
         if run.run_id is not None:
             import mlflow
 
             mlflow.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
-        ckpt = Path(params.checkpoints)
+        # keyed by everything ablate@<variant> declares in dvc.yaml (train_dit's cache is read where
+        # train_dit wrote it); the variant's content-keyed cache folder is kept across runs
+        fingerprint = run_fingerprint(stage, params, paths={"cache/train_dit": train_params.cache})
+        ckpt = checkpoint_folder(Path(params.checkpoints), fingerprint, keep={Path(params.cache).name})
         if is_rank_zero():
-            seed_cache(Path(load_section("train_dit", params_path).cache), Path(params.cache))
+            seed_cache(Path(train_params.cache), Path(params.cache))
         out = train_and_follow(params, ckpt)
         if is_rank_zero():  # the DVC out exists even when nothing trains (structure off)
-            ckpt.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(ckpt / "variant.json", json.dumps(ablate_params.variants[variant]) + "\n")
+            variant_file = Path(params.checkpoints) / "variant.json"
+            write_text_atomic(variant_file, json.dumps(ablate_params.variants[variant]) + "\n")
         fps = float(out.pipe.defaults.fps)
         generated = [
             VideoSample(frames=f, fps=fps, prompt=p)
@@ -108,6 +113,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             "train_clips": out.train_clips,
             "clips_quarantined": len(out.quarantine),
             "steps": out.result.steps,
+            "resumed_from": out.result.resumed_from,
             **{f"loss_{k}": out.tail_mean(k) for k in LOSS_KEYS},
             **{k: round(v, 5) for k, v in out.follow.items()},
             **{name: r.value for name, r in video.items()},

@@ -173,7 +173,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    """Gate a registered version against the champion (the gate of params.yaml ``register``)."""
+    """Promote a registered version by hand: the gate of params.yaml ``register`` still decides
+    unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log."""
     import mlflow
 
     from components.config import load_section
@@ -181,22 +182,38 @@ def _promote(args: argparse.Namespace) -> int:
     from flows.stage import tracking_uri
 
     params = load_section("register", args.params)
-    mlflow.set_tracking_uri(tracking_uri())
-    res = promote(args.model_name or params.model_name, args.version, GateConfig(**params.gate))
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    res = promote(
+        args.model_name or params.model_name,
+        args.version,
+        GateConfig(**params.gate),
+        tracking_uri=uri,
+        history_path=params.promotions,
+        manual=True,
+        force=args.force,
+    )
     print(res.markdown)
+    print(f"promote: {res.record['decision']} (logged to {params.promotions})")
     return 0 if res.decision.promote else 1
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    """Point ``champion`` back at the previous champion."""
+    """Point ``champion`` back at the previous champion; the rollback is appended to the promotion log."""
+    from components.config import load_section
     from components.registry.promote import RegistryError, rollback
     from flows.stage import tracking_uri
 
+    params = load_section("register", args.params)
+    name = args.model_name or params.model_name
     try:
-        res = rollback(args.model_name, tracking_uri=tracking_uri())
+        res = rollback(name, tracking_uri=tracking_uri(), history_path=params.promotions)
     except RegistryError as exc:
         raise ValueError(str(exc)) from exc
-    print(f"rollback: {args.model_name} champion {res}")
+    print(
+        f"rollback: {name} champion v{res.champion_before} -> v{res.champion_after} "
+        f"(logged to {params.promotions})"
+    )
     return 0
 
 
@@ -290,10 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("version", help="model version number")
     p.add_argument("--model-name", default=None, help="default: register.model_name of params.yaml")
     p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.add_argument(
+        "--force", action="store_true", help="move `champion` even if the gate rejects (logged as manual)"
+    )
     p.set_defaults(func=_promote)
 
     p = sub.add_parser("rollback", help="move `champion` back to the previous champion")
-    p.add_argument("--model-name", default="mosa-dit")
+    p.add_argument("--model-name", default=None, help="default: register.model_name of params.yaml")
+    p.add_argument("--params", default=DEFAULT_PARAMS, help="params file (register.promotions: the log)")
     p.set_defaults(func=_rollback)
 
     p = sub.add_parser("plan-memory", help="per-GPU memory plan of a GPU profile (meta device, no weights)")

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import EvaluateParams
+from components.config.sections.evaluate import EvaluateParams
 from components.evaluation.ablations import ablation_markdown, load_variants
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import stage_main, stage_run

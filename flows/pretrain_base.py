@@ -14,9 +14,9 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import PretrainBaseParams
+from components.config.sections.pretrain_base import PretrainBaseParams
 from components.io.atomic import atomic_dir, write_json_atomic, write_text_atomic
-from flows.stage import is_rank_zero, stage_main, stage_run
+from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
 
 def _curve_csv(history: list[dict[str, float]]) -> str:
@@ -34,21 +34,9 @@ def _history(result: Any) -> list[dict[str, float]]:
 
 
 def checkpoint_dir(params: PretrainBaseParams) -> Path:
-    """This run's checkpoints: the params (not paths), the ingest manifest and the training code; a
-    changed run never resumes another's checkpoints (old folders are removed)."""
-    import hashlib
-    import json
-
-    import components.base as base_pkg
-
-    data = params.model_dump(mode="json", exclude={"input", "output", "reports", "plots", "checkpoints"})
-    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
-    manifest = params.input / "manifest.parquet"
-    if manifest.is_file():
-        h.update(manifest.read_bytes())
-    for src in sorted(Path(base_pkg.__file__).parent.glob("*.py")):
-        h.update(src.read_bytes())
-    return params.checkpoints / h.hexdigest()[:12]
+    """This run's checkpoints, keyed by everything the stage declares in dvc.yaml (code, data, params);
+    a changed run never resumes another's checkpoints (their folders are removed)."""
+    return checkpoint_folder(params.checkpoints, run_fingerprint("pretrain_base", params))
 
 
 def vae_crops(samples: list, seed: int, per_clip: int = 2) -> list:
@@ -106,12 +94,6 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         return metrics
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(params)
-    if is_rank_zero() and params.checkpoints.is_dir():
-        import shutil
-
-        for old in params.checkpoints.iterdir():
-            if old.is_dir() and old != ckpt:
-                shutil.rmtree(old)
     with stage_run("pretrain_base", params) as run:
         curves: dict[str, list] = {}
 
@@ -131,7 +113,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         spec = get_spec(params.backbone)
         tiny = TinyConfig(**params.tiny)
         models = spec.build_tiny(tiny)
-        vae, _ = train_vae(
+        vae, vae_history = train_vae(
             vae_crops(train, params.seed), spec, models.vae, params.vae, beta=params.vae_beta,
             seed=params.seed, ckpt_dir=ckpt / "vae", log_fn=logger("vae"),
         )  # fmt: skip
@@ -141,7 +123,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             params.text_encoder.name, params.text_encoder.path, params.text_encoder.max_tokens
         )
         latents = encode_latents(spec, vae, train)
-        transformer, _ = train_base_dit(
+        transformer, dit_history = train_base_dit(
             train, spec, models, text, params.dit, cond_dropout=params.cond_dropout, seed=params.seed,
             latents=latents, ckpt_dir=ckpt / "dit", log_fn=logger("dit"),
         )  # fmt: skip
@@ -150,11 +132,11 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         val_loss = validation_loss(spec, models, val_latents, text.encode(captions(val)), seed=params.seed)
         with_depth = [s for s in train if s.has_depth]
         val_depth = [s for s in val if s.has_depth] or with_depth[:2]
-        depth_net, depth_scores = None, {}
+        depth_net, depth_scores, resumed = None, {}, [vae_history.resumed_from, dit_history.resumed_from]
         if with_depth:
             const = median_depth(with_depth)
             cfg = DepthNetConfig(**{**params.depth_net, "init_depth": const})
-            depth_net, _ = train_depth(
+            depth_net, depth_history = train_depth(
                 with_depth,
                 cfg,
                 params.depth,
@@ -163,6 +145,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
                 log_fn=logger("depth"),
             )
             depth_scores = evaluate_depth(depth_net, val_depth, const)
+            resumed.append(depth_history.resumed_from)
         bundle = BaseBundle(
             spec=spec, models=models, text=text, depth=depth_net,
             config={"tiny": tiny.model_dump(mode="json"), "frames": train[0].video.shape[0],
@@ -180,6 +163,8 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             "depth_absrel_val": depth_scores.get("abs_rel"),
             "depth_absrel_constant_val": depth_scores.get("abs_rel_constant"),
             "depth_delta1_val": depth_scores.get("delta1"),
+            # the latest step any phase resumed from (None: every phase trained from step 0)
+            "resumed_from": max((r for r in resumed if r is not None), default=None),
             "seconds": round(time.perf_counter() - t0, 2),
         }
         if is_rank_zero():

@@ -12,9 +12,9 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import PretrainMotionParams
+from components.config.sections.pretrain_motion import PretrainMotionParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import is_rank_zero, stage_main, stage_run
+from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
 HEADLINE = (
     "r_precision_top1", "r_precision_top3", "fid", "mm_dist", "diversity", "multimodality",
@@ -23,26 +23,10 @@ HEADLINE = (
 
 
 def checkpoint_dir(params: PretrainMotionParams) -> Path:
-    """Checkpoints of this exact training run: ``<checkpoints>/<fingerprint>``.
-
-    The fingerprint hashes the params (not where files go), the motion set's index and statistics, the
-    model code and the code that derives the motion variants, so a rerun after a crash resumes its own
-    checkpoints and a changed run never resumes someone else's. Other fingerprints' folders are
-    removed by the caller.
-    """
-    import hashlib
-    import json
-
-    from components.motion import augment, generator, humanml3d, variants, vqvae
-
-    data = params.model_dump(mode="json", exclude={"input", "output", "reports", "plots", "checkpoints"})
-    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
-    for f in ("index.jsonl", "stats.npz"):
-        if (params.input / f).is_file():
-            h.update((params.input / f).read_bytes())
-    for mod in (vqvae, generator, variants, augment, humanml3d):  # model code + how variants are made
-        h.update(Path(mod.__file__).read_bytes())
-    return params.checkpoints / h.hexdigest()[:12]
+    """Checkpoints of this exact training run: ``<checkpoints>/<fingerprint>``, keyed by everything the
+    stage declares in dvc.yaml (code, the motion set, params), so a rerun after a crash resumes its own
+    checkpoints and a changed run never resumes someone else's (their folders are removed)."""
+    return checkpoint_folder(params.checkpoints, run_fingerprint("pretrain_motion", params))
 
 
 def _curve_csv(history: list[dict[str, float]]) -> str:
@@ -93,12 +77,6 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
 
     params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
     ckpt = checkpoint_dir(params)
-    if is_rank_zero() and params.checkpoints.is_dir():
-        import shutil
-
-        for old in params.checkpoints.iterdir():
-            if old.is_dir() and old != ckpt:
-                shutil.rmtree(old)  # checkpoints of other params/data/code can never be resumed
     with stage_run("pretrain_motion", params) as run:
 
         def on_log(phase: str, step: int, logs: dict[str, float]) -> None:

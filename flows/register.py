@@ -1,6 +1,9 @@
 """Stage ``register``: log the generation pipeline as an MLflow pyfunc model (safetensors + json
 artifacts), register it with lineage tags and alias ``candidate``, and gate its promotion to
-``champion`` against the current champion's evaluation metrics (DVC cmd: ``python -m flows.register``)."""
+``champion`` against the current champion's evaluation metrics (DVC cmd: ``python -m flows.register``).
+
+Writes ``reports/register/decision.md`` and appends the decision to the promotion log
+``reports/register/promotions.jsonl`` (also kept in MLflow: a version tag and the run's artifact)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import RegisterParams
-from components.io.atomic import atomic_dir
+from components.config.sections.register import RegisterParams
 from flows.stage import stage_main, stage_run, tracking_uri
 
 
@@ -28,13 +30,20 @@ def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
     evaluation = json.loads(params.evaluation.read_text())
     scores = {k: v for k, v in evaluation.items() if isinstance(v, int | float) or v is None}
     gate = GateConfig(**params.gate)
-    with stage_run("register", params) as run, atomic_dir(params.reports) as rep:
+    # decision.md is rewritten atomically; promotions.jsonl beside it is an append-only log (a
+    # persisted DVC out), so the folder is never replaced as a whole.
+    with stage_run("register", params) as run:
         result = register_model(
             params.pipeline, scores, model_name=params.model_name, run_id=run.run_id,
             profile=params.profile,
         )  # fmt: skip
         decision = promote(
-            params.model_name, result.version, gate, report_path=rep / "decision.md", run_id=run.run_id
+            params.model_name,
+            result.version,
+            gate,
+            report_path=params.reports / "decision.md",
+            run_id=run.run_id,
+            history_path=params.promotions,
         )
         prod = None
         if decision.decision.promote and params.copy_to_prod:
@@ -44,6 +53,7 @@ def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
             "model_version": int(result.version),
             "alias": "champion" if decision.champion_after == result.version else "candidate",
             "promoted": bool(decision.decision.promote),
+            "decision": decision.record["decision"],
             "reason": decision.decision.reason,
             "champion_before": decision.champion_before,
             "champion_after": decision.champion_after,

@@ -10,6 +10,7 @@ Usage inside a flow::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +23,8 @@ from pydantic import BaseModel
 
 from components.io.atomic import write_json_atomic
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE_ROOTS = ("flows", "components")
 EXPERIMENT = "mosa"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ARTIFACT_DIR = Path("mlartifacts")
@@ -59,6 +62,109 @@ def dvc_dep_hashes(stage: str, lock: Path = Path("dvc.lock")) -> dict[str, str]:
     data = yaml.safe_load(lock.read_text()) or {}
     deps = (data.get("stages") or {}).get(stage, {}).get("deps") or []
     return {d["path"]: d.get("md5") or d.get("hash", "") for d in deps if "path" in d}
+
+
+def stage_definition(stage: str, dvc_yaml: Path | None = None) -> dict[str, Any]:
+    """The stage's ``deps`` and ``params`` as dvc.yaml declares them; ``name@key`` resolves a
+    ``foreach`` stage (``${key}`` substituted)."""
+    path = dvc_yaml or REPO_ROOT / "dvc.yaml"
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+    name, _, key = stage.partition("@")
+    if name not in stages:
+        raise KeyError(f"{path}: no stage {name!r} (stages: {sorted(stages)})")
+    body = stages[name].get("do", stages[name]) if key else stages[name]
+
+    def sub(item: Any) -> str:
+        text = next(iter(item)) if isinstance(item, dict) else str(item)
+        return text.replace("${key}", key)
+
+    return {
+        "deps": [sub(d) for d in body.get("deps") or []],
+        "params": [sub(p) for p in body.get("params") or []],
+    }
+
+
+def dvc_md5(path: Path, root: Path | None = None) -> str:
+    """DVC's own content hash of a file or folder (``<md5>.dir`` for folders, .dvcignore applied) —
+    the value ``dvc.lock`` records; ``missing`` when the path does not exist."""
+    if not path.exists():
+        return "missing"
+    import tempfile
+
+    from dvc.ignore import DvcIgnoreFilter
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    ignore = DvcIgnoreFilter(fs, str(root or REPO_ROOT))
+    with tempfile.TemporaryDirectory() as staging:
+        _, _, obj = build(
+            HashFileDB(fs, staging), str(path.resolve()), fs, "md5", dry_run=True, ignore=ignore
+        )
+    return str(obj.hash_info.value)
+
+
+def _wiring_fields(params: BaseModel) -> dict[str, Path]:
+    """Top-level fields that say where files are (a ``Path`` default): not part of what a run computes."""
+    return {
+        name: Path(field.default)
+        for name, field in type(params).model_fields.items()
+        if isinstance(field.default, Path)
+    }
+
+
+def run_fingerprint(
+    stage: str,
+    params: BaseModel,
+    paths: dict[str, Path] | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """Everything a run of ``stage`` depends on, and its sha256: DVC's hash of every dep dvc.yaml
+    declares for the stage (code and data) and the stage's effective params.
+
+    A data dep is hashed where this run reads it: ``paths[dep]`` if given, else the params field whose
+    default is that dep (``train_dit.ingest`` for ``data/ingest``), else the dep under the working
+    directory (DVC runs stages from the repository root). Code deps are hashed in the repository
+    ``root`` (default: the one this module belongs to). Path fields (where inputs and outputs live)
+    are not hashed as params: the inputs are hashed by content. Checkpoints keyed by this resume
+    only a run with identical inputs."""
+    root = Path(root or REPO_ROOT)
+    definition = stage_definition(stage, root / "dvc.yaml")
+    wiring = _wiring_fields(params)
+    by_default = {str(default): name for name, default in wiring.items()}
+    deps: dict[str, str] = {}
+    for dep in definition["deps"]:
+        if dep.split("/")[0] in CODE_ROOTS:
+            where = root / dep
+        elif paths and dep in paths:
+            where = Path(paths[dep])
+        elif dep in by_default:
+            where = Path(getattr(params, by_default[dep]))
+        else:
+            where = Path.cwd() / dep
+        deps[dep] = dvc_md5(where, root)
+    values = params.model_dump(mode="json", exclude=set(wiring))
+    digest = hashlib.sha256(json.dumps({"deps": deps, "params": values}, sort_keys=True).encode()).hexdigest()
+    return {"stage": stage, "fingerprint": digest, "deps": deps, "params": values}
+
+
+def checkpoint_folder(root: Path, fingerprint: dict[str, Any], keep: set[str] = frozenset()) -> Path:
+    """``root/<fingerprint[:12]>`` for this run's checkpoints; on rank 0, every other folder under
+    ``root`` but those named in ``keep`` (content-keyed caches) is removed — checkpoints of other
+    code, data or params are never resumable — and the fingerprint's inputs are written beside the
+    checkpoints (``fingerprint.json``, to see why a run started over)."""
+    folder = Path(root) / fingerprint["fingerprint"][:12]
+    if is_rank_zero():
+        import shutil
+
+        if Path(root).is_dir():
+            for old in Path(root).iterdir():
+                if old.is_dir() and old != folder and old.name not in keep:
+                    shutil.rmtree(old)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "fingerprint.json", fingerprint)
+    return folder
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -6,10 +6,8 @@ the trained model follows held-out skeletons better than the base alone
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,26 +16,15 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.schema import TrainDiTParams
+from components.config.sections.train_dit import TrainDiTParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import is_rank_zero, stage_main, stage_run
+from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
 
 def checkpoint_dir(params: TrainDiTParams) -> Path:
-    """This run's checkpoints: params (not paths), base and annotation tables and the training code."""
-    from components.dit import mosa, train
-
-    data = params.model_dump(
-        mode="json", exclude={"ingest", "annotate", "base", "motion", "output", "reports", "plots",
-                              "checkpoints", "cache", "follow"},
-    )  # fmt: skip
-    h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
-    for f in (params.base / "base.json", params.annotate / "annotations.parquet"):
-        if f.is_file():
-            h.update(f.read_bytes())
-    for mod in (mosa, train):
-        h.update(Path(mod.__file__).read_bytes())
-    return params.checkpoints / h.hexdigest()[:12]
+    """This run's checkpoints, keyed by everything the stage declares in dvc.yaml (code, data, base and
+    motion models, params); checkpoints of any other run are removed, never resumed."""
+    return checkpoint_folder(params.checkpoints, run_fingerprint("train_dit", params))
 
 
 def _curve_csv(history: list[dict[str, float]]) -> str:
@@ -59,10 +46,6 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
     params: TrainDiTParams = load_section("train_dit", params_path, overrides)
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(params)
-    if is_rank_zero() and params.checkpoints.is_dir():
-        for old in params.checkpoints.iterdir():
-            if old.is_dir() and old != ckpt:
-                shutil.rmtree(old)  # another params/data/code: never resumable
     with stage_run("train_dit", params) as run:
 
         def log_fn(step: int, logs: dict[str, float]) -> None:

@@ -19,7 +19,7 @@ from components.annotation.mask import MaskEstimator, build_mask_estimator
 from components.annotation.pose import PoseEstimator, build_pose_estimator
 from components.annotation.storage import ClipAnnotation
 from components.annotation.tracks import LKTracker, Tracker, build_tracker, query_points
-from components.config.schema import AnnotateParams
+from components.config.sections.annotate import AnnotateParams
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED
 from components.io.video import VideoError, probe, read_frames, write_h264
 

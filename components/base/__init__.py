@@ -20,9 +20,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from components.config.schema import TrainPhaseParams
+from components.config.sections.common import TrainPhaseParams
 
 History = list[dict[str, float]]
+
+
+class PhaseHistory(list):
+    """One record per update (a ``History``) and the step the phase resumed from (None = from 0)."""
+
+    def __init__(self, rows: list[dict[str, float]], resumed_from: int | None = None):
+        super().__init__(rows)
+        self.resumed_from = resumed_from
+
+
 LogFn = Callable[[int, dict[str, float]], None]
 
 
@@ -69,7 +79,7 @@ def fit_phase(
 
     Returns the trained module (in eval mode, parameters frozen again) and one record per update
     (``step``, ``loss``, ``lr``, ``grad_norm`` and the loss function's metrics), earlier ones included
-    when the run resumed from a checkpoint.
+    when the run resumed from a checkpoint (``history.resumed_from`` says from which step).
     """
     from components.training import Trainer
 
@@ -77,4 +87,4 @@ def fit_phase(
     result = trainer.fit(batches, phase.steps, progress=progress)
     trained = trainer.engine.module
     trained.eval().requires_grad_(False)
-    return trained, [dict(r) for r in result.losses]
+    return trained, PhaseHistory([dict(r) for r in result.losses], result.resumed_from)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from components.base import History, LogFn, fit_phase
 from components.base.depth import DepthNet, DepthNetConfig
 from components.base.train_vae import epoch_index
-from components.config.schema import TrainPhaseParams
+from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from components.base import History, LogFn, fit_phase, unit_video
 from components.base.text import TokenTextEncoder
 from components.base.train_vae import check_clips, epoch_index
-from components.config.schema import TrainPhaseParams
+from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
 from components.dit.spec import BackboneSpec, BaseModels
 from components.losses.diffusion import v_prediction_loss

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from components.base import History, LogFn, fit_phase, unit_video
-from components.config.schema import TrainPhaseParams
+from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
 from components.dit.spec import BackboneSpec
 

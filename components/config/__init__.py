@@ -1,6 +1,6 @@
-"""Typed, validated configuration (params.yaml sections)."""
+"""Typed, validated configuration (params.yaml sections). ``components.config.schema`` indexes every
+section model; the loader imports only the section it is asked for."""
 
-from components.config.loader import ConfigError, load_params, load_section, validate_section
-from components.config.schema import IngestParams
+from components.config.loader import ConfigError, load_params, load_section, section_model, validate_section
 
-__all__ = ["ConfigError", "IngestParams", "load_params", "load_section", "validate_section"]
+__all__ = ["ConfigError", "load_params", "load_section", "section_model", "validate_section"]

@@ -8,8 +8,6 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from components.config.schema import SECTIONS
-
 M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -31,12 +29,34 @@ def _format(errors: list[dict[str, Any]], section: str, origin: str) -> str:
     return "\n".join(lines)
 
 
+# params section -> (module in components/config/sections, model class). Only the section asked for is
+# imported: a stage's code (and so its DVC deps) holds its own section module and no other.
+SECTION_MODELS: dict[str, tuple[str, str]] = {
+    "ingest": ("ingest", "IngestParams"),
+    "annotate": ("annotate", "AnnotateParams"),
+    "pretrain_motion": ("pretrain_motion", "PretrainMotionParams"),
+    "pretrain_base": ("pretrain_base", "PretrainBaseParams"),
+    "train_dit": ("train_dit", "TrainDiTParams"),
+    "ablate": ("ablate", "AblateParams"),
+    "evaluate": ("evaluate", "EvaluateParams"),
+    "register": ("register", "RegisterParams"),
+}
+
+
+def section_model(section: str) -> type[BaseModel]:
+    """The pydantic model of params section ``section`` (imports that section's module only)."""
+    import importlib
+
+    try:
+        module, cls = SECTION_MODELS[section]
+    except KeyError:
+        raise ConfigError(f"unknown params section '{section}'; known: {sorted(SECTION_MODELS)}") from None
+    return getattr(importlib.import_module(f"components.config.sections.{module}"), cls)
+
+
 def validate_section(section: str, data: Any, origin: str = "params") -> BaseModel:
     """Validate ``data`` as params section ``section``; ConfigError names every bad key."""
-    try:
-        model = SECTIONS[section]
-    except KeyError:
-        raise ConfigError(f"unknown params section '{section}'; known: {sorted(SECTIONS)}") from None
+    model = section_model(section)
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:

@@ -20,7 +20,6 @@ from components.config.sections.annotate import (  # noqa: F401
 )
 from components.config.sections.common import (  # noqa: F401
     TrainPhaseParams,
-    _dit_config,
     _Strict,
 )
 from components.config.sections.evaluate import (

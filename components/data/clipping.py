@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components.config.schema import ClipParams
+from components.config.sections.ingest import ClipParams
 from components.io.video import VideoInfo
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from components.config.schema import IngestParams
+from components.config.sections.ingest import IngestParams
 from components.data import clipping, quality
 from components.data.sources import SourceItem, discover
 from components.io.hashing import file_sha256

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from components.config.schema import DemoSource, FolderSource, ManifestSource, SyntheticSource
+from components.config.sections.ingest import DemoSource, FolderSource, ManifestSource, SyntheticSource
 from components.data import demo
 
 

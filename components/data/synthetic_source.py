@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from components.config.schema import IngestParams, SyntheticSource
+from components.config.sections.ingest import IngestParams, SyntheticSource
 from components.data import quality
 from components.data.sources import SourceItem
 from components.motion.motion import Motion

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from components.config.schema import TrainDiTParams
+from components.config.sections.train_dit import TrainDiTParams
 
 LOSS_KEYS = ("diff", "mask", "track", "contact")
 

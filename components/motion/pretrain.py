@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from components.config.schema import PretrainMotionParams, TrainPhaseParams
+from components.config.sections.common import TrainPhaseParams
+from components.config.sections.pretrain_motion import PretrainMotionParams
 from components.motion.dataset import MotionDataset, split_by_group
 from components.motion.evaluator import EvaluatorConfig, MotionTextEvaluator, train_evaluator
 from components.motion.generator import GeneratorConfig, MotionGenerator

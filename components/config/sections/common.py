@@ -29,18 +29,6 @@ class TrainPhaseParams(_Strict):
     checkpoint_every: int = Field(default=0, ge=0, description="optimizer steps; 0 = only at the end")
 
 
-def _dit_config(kind: str, value: dict) -> dict:
-    if kind == "tiny":
-        from components.dit.spec import TinyConfig as cls
-    elif kind == "depth_net":
-        from components.base.depth import DepthNetConfig as cls
-    elif kind == "mosa":
-        from components.dit.mosa import MoSAConfig as cls
-    else:
-        from components.losses.total import LossWeights as cls
-    return cls(**value).model_dump(mode="json")
-
-
 class TokenEncoderParams(_Strict):
     """Token-level text encoder of the video model (CogVideoX conditions on T5 token states)."""
 

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _dit_config, _Strict
+from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _Strict
 
 
 class SampleParams(_Strict):
@@ -43,7 +43,16 @@ class PretrainBaseParams(_Strict):
     depth_net: dict = Field(default_factory=dict, validate_default=True, description="DepthNetConfig")
     samples: SampleParams = SampleParams()
 
-    @field_validator("tiny", "depth_net")
+    @field_validator("tiny")
     @classmethod
-    def _configs(cls, value: dict, info) -> dict:
-        return _dit_config(info.field_name, value)
+    def _tiny(cls, value: dict) -> dict:
+        from components.dit.spec import TinyConfig
+
+        return TinyConfig(**value).model_dump(mode="json")
+
+    @field_validator("depth_net")
+    @classmethod
+    def _depth_net(cls, value: dict) -> dict:
+        from components.base.depth import DepthNetConfig
+
+        return DepthNetConfig(**value).model_dump(mode="json")

@@ -21,6 +21,10 @@ class RegisterParams(_Strict):
     copy_to_prod: bool = False
     profile: str = "default"
     reports: Path = Path("reports/register")
+    promotions: Path = Field(
+        Path("reports/register/promotions.jsonl"),
+        description="append-only promotion log (one JSON line per gate decision, promote, rollback)",
+    )
     gate: dict = Field(default_factory=dict, validate_default=True, description="GateConfig fields")
 
     @field_validator("gate")

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _dit_config, _Strict
+from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _Strict
 
 
 class FollowParams(_Strict):
@@ -66,7 +66,16 @@ class TrainDiTParams(TrainPhaseParams):
             raise ValueError("tracker 'cotracker3' needs tracker_path (a CoTracker3 TorchScript file)")
         return self
 
-    @field_validator("mosa", "losses")
+    @field_validator("mosa")
     @classmethod
-    def _configs(cls, value: dict, info) -> dict:
-        return _dit_config(info.field_name, value)
+    def _mosa(cls, value: dict) -> dict:
+        from components.dit.mosa import MoSAConfig
+
+        return MoSAConfig(**value).model_dump(mode="json")
+
+    @field_validator("losses")
+    @classmethod
+    def _losses(cls, value: dict) -> dict:
+        from components.losses.total import LossWeights
+
+        return LossWeights(**value).model_dump(mode="json")
