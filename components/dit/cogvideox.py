@@ -196,10 +196,10 @@ class CogVideoXSpec(BackboneSpec):
         """
         root = check_model_folder(path, "CogVideoX", "a local copy of THUDM/CogVideoX-5b")
         transformer = CogVideoXTransformer3DModel.from_pretrained(
-            root, subfolder="transformer", torch_dtype=dtype, local_files_only=True
+            root, subfolder="transformer", torch_dtype=dtype, local_files_only=True, use_safetensors=True
         )
         vae = AutoencoderKLCogVideoX.from_pretrained(
-            root, subfolder="vae", torch_dtype=dtype, local_files_only=True
+            root, subfolder="vae", torch_dtype=dtype, local_files_only=True, use_safetensors=True
         )
         scheduler = CogVideoXDDIMScheduler.from_pretrained(root, subfolder="scheduler", local_files_only=True)
         return BaseModels(transformer=transformer, vae=vae, scheduler=scheduler)

@@ -141,10 +141,10 @@ class WanSpec(BackboneSpec):
                 "embedder in float32, which it supports only with low_cpu_mem_usage (pip install accelerate)"
             )
         transformer = WanTransformer3DModel.from_pretrained(
-            root, subfolder="transformer", torch_dtype=dtype, local_files_only=True
+            root, subfolder="transformer", torch_dtype=dtype, local_files_only=True, use_safetensors=True
         )
         vae = AutoencoderKLWan.from_pretrained(
-            root, subfolder="vae", torch_dtype=torch.float32, local_files_only=True
+            root, subfolder="vae", torch_dtype=torch.float32, local_files_only=True, use_safetensors=True
         )
         config_file = root / "scheduler" / "scheduler_config.json"
         class_name = json.loads(config_file.read_text())["_class_name"] if config_file.is_file() else None

@@ -140,6 +140,18 @@ def test_load_pretrained_reads_a_local_diffusers_folder(tmp_path) -> None:
         SPEC.load_pretrained(tmp_path / "missing")
 
 
+def test_load_pretrained_refuses_pickled_weights(tmp_path) -> None:
+    """A folder whose weights are torch pickles (``diffusion_pytorch_model.bin``) is not loaded: loading
+    a pickle runs its writer's code, and the published CogVideoX folders ship safetensors."""
+    models = SPEC.build_tiny(SMALL)
+    models.transformer.save_pretrained(tmp_path / "transformer", safe_serialization=False)
+    models.vae.save_pretrained(tmp_path / "vae")
+    models.scheduler.save_pretrained(tmp_path / "scheduler")
+    assert (tmp_path / "transformer" / "diffusion_pytorch_model.bin").is_file()
+    with pytest.raises(OSError, match="safetensors"):
+        SPEC.load_pretrained(tmp_path, dtype=torch.float32)
+
+
 def test_published_5b_config_builds_on_meta_with_5_6e9_parameters() -> None:
     with torch.device("meta"):
         tr = SPEC.build_transformer(SPEC.published_config("5b"))
