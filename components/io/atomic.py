@@ -12,6 +12,14 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask_mode(directory: bool = False) -> int:
+    """The mode a plain ``open``/``mkdir`` would give (0o666/0o777 less the umask): mkstemp's 0o600
+    and mkdtemp's 0o700 must not survive the rename (outputs are shared files, not secrets)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it over ``path``.
@@ -25,6 +33,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, _umask_mode(tmp_path.is_dir()))
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -57,6 +67,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, _umask_mode(directory=True))
     old = None
     if path.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))

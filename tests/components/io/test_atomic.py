@@ -277,3 +277,16 @@ def test_read_manifest_restores_dtypes_of_plain_parquet(tmp_path: Path) -> None:
     back = read_manifest(path)
     assert {c: str(t) for c, t in back.dtypes.items()} == MANIFEST_COLUMNS
     assert back.loc[0, "frames"] == 17
+
+
+def test_atomic_outputs_get_the_umask_mode_not_the_temp_files(tmp_path: Path) -> None:
+    """mkstemp makes 0600 files and mkdtemp 0700 folders; outputs get what ``open``/``mkdir`` give."""
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "metrics.json", "{}")
+        with atomic_dir(tmp_path / "reports") as d:
+            (d / "x.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "reports").stat().st_mode & 0o777 == 0o755
