@@ -22,7 +22,7 @@ MLFLOW_PORT  ?= 5000
 PREFECT_PORT ?= 4200
 SERVICES     := .services
 
-.PHONY: help install run test test-all lint bench services services-stop clean
+.PHONY: help install run test test-all lint bench readme services services-stop clean
 
 help:
 	@echo "make run        install, then dvc repro (the whole pipeline on the embedded default)"
@@ -59,6 +59,11 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# Rewrite the README's "Current state" table from metrics/*.json (tests/infra/test_readme_state.py checks
+# it). Standard library only, so no install first.
+readme:
+	$(PYTHON) infra/readme/current_state.py
 
 services: install
 	@mkdir -p $(SERVICES) mlartifacts
