@@ -1,5 +1,19 @@
 """Promotion gate: move the ``champion`` alias to a candidate only when its metrics beat the champion's.
 
+The rule, exactly: for each rule let ``improvement`` be ``candidate - champion`` (direction
+``higher``) or ``champion - candidate`` (``lower``), and ``margin`` the rule's margin (absolute), or
+``margin × |champion|`` (``margin_type: relative``). The rule passes only when
+``improvement > margin`` — strictly. So with ``margin: 0`` a tie fails (the candidate must be
+better); a negative margin tolerates a regression smaller than ``|margin|`` (a tie then passes); a
+positive margin asks for more than that gain. A required rule whose metric is missing (absent,
+null or non-finite) on the candidate's side *or* on the champion's fails the gate with a reason
+naming the metric: nothing is promoted on a comparison that could not be made (``mosa promote
+VERSION --force`` moves the champion by hand, logged as ``manual``). The candidate is promoted
+when every required rule passes; rules with ``required: false`` are reported only.
+
+Every decision (and every rollback) is appended to the promotion log and kept in MLflow
+(:mod:`components.registry.history`).
+
 Aliases, never the deprecated stages: ``candidate`` (set at registration), ``champion`` (what
 ``models:/<name>@champion`` serves) and ``previous-champion`` (the champion a promotion replaced;
 also kept as the version tag ``previous_champion`` so repeated rollbacks walk back in history).
@@ -35,6 +49,13 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.io.atomic import write_text_atomic
+from components.registry.history import (
+    append_record,
+    make_record,
+    record_line,
+    restore_log,
+    tag_record,
+)
 from components.registry.lineage import default_tracking_uri
 
 CANDIDATE = "candidate"
@@ -62,10 +83,11 @@ class RegistryLockTimeout(RegistryError):
 
 
 class GateRule(BaseModel):
-    """One metric comparison. ``margin`` is the improvement the candidate must show over the
-    champion (absolute, or a share of ``|champion|`` when relative); a negative margin tolerates a
-    regression of that size. A ``required`` rule blocks promotion when it fails or the candidate
-    lacks the metric; other rules are reported only."""
+    """One metric comparison. The candidate passes when its improvement over the champion is
+    strictly greater than ``margin`` (absolute, or a share of ``|champion|`` when relative): with
+    margin 0 a tie fails; a negative margin tolerates a regression smaller than ``|margin|``. A
+    ``required`` rule blocks promotion when it fails or either side lacks the metric; other rules
+    are reported only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,14 +104,22 @@ class GateRule(BaseModel):
             raise ValueError("margin must be a finite number")
         return v
 
+    def required_improvement(self, champion: float) -> float:
+        """The improvement the candidate must exceed: ``margin``, or ``margin × |champion|``."""
+        return self.margin * abs(champion) if self.margin_type == "relative" else self.margin
+
+    def improvement(self, candidate: float, champion: float) -> float:
+        """How much better the candidate is: ``candidate - champion`` (higher) or the reverse (lower)."""
+        return candidate - champion if self.direction == "higher" else champion - candidate
+
     def threshold(self, champion: float) -> float:
-        """The value the candidate must reach (higher) or stay under (lower)."""
-        delta = self.margin * abs(champion) if self.margin_type == "relative" else self.margin
+        """The value the candidate must exceed (higher) or stay strictly under (lower)."""
+        delta = self.required_improvement(champion)
         return champion + delta if self.direction == "higher" else champion - delta
 
     def passes(self, candidate: float, champion: float) -> bool:
-        limit = self.threshold(champion)
-        return candidate >= limit if self.direction == "higher" else candidate <= limit
+        """``improvement > required_improvement``, strictly: a tie fails unless the margin is negative."""
+        return self.improvement(candidate, champion) > self.required_improvement(champion)
 
     def margin_text(self) -> str:
         if self.margin_type == "relative":
@@ -173,8 +203,9 @@ def decide(
 ) -> Decision:
     """Compare the candidate with the champion (None: there is none) rule by rule.
 
-    Missing, None and non-finite values count as absent. The candidate is promoted when every
-    required rule passes; a champion lacking a metric cannot block on it.
+    Missing, None and non-finite values count as absent. A rule passes when the candidate's
+    improvement is strictly greater than its margin (:meth:`GateRule.passes`). The candidate is
+    promoted when every required rule passes; a required metric absent on either side fails.
     """
     rows: list[GateRow] = []
     for rule in gate.rules:
@@ -193,12 +224,18 @@ def decide(
         elif champion_metrics is None:
             rows.append(GateRow(**common, threshold=None, passed=None, note="no champion"))
         elif champ is None:
-            rows.append(GateRow(**common, threshold=None, passed=True, note="champion lacks this metric"))
+            passed = False if rule.required else None
+            rows.append(GateRow(**common, threshold=None, passed=passed, note="champion lacks this metric"))
         else:
             rows.append(GateRow(**common, threshold=rule.threshold(champ), passed=rule.passes(cand, champ)))
 
     missing = [r.metric for r in rows if r.required and r.candidate is None]
-    failed = [r for r in rows if r.required and r.passed is False and r.candidate is not None]
+    champ_missing = [
+        r.metric
+        for r in rows
+        if r.required and champion_metrics is not None and r.champion is None and r.candidate is not None
+    ]
+    failed = [r for r in rows if r.required and r.passed is False and None not in (r.candidate, r.champion)]
     advisory = [r.metric for r in rows if not r.required and r.passed is False]
     if missing:
         return Decision(False, rows, f"rejected: the candidate lacks required metric(s) {', '.join(missing)}")
@@ -210,16 +247,43 @@ def decide(
             rows,
             "rejected: there is no champion and the gate has promote_first=false (promote by hand)",
         )
-    if failed:
-        worst = "; ".join(
-            f"{r.metric} {r.candidate:.6g} vs champion {r.champion:.6g} "
-            f"(needs {'≥' if r.direction == 'higher' else '≤'} {r.threshold:.6g})"
-            for r in failed
+    reasons = []
+    if champ_missing:
+        reasons.append(
+            f"the champion lacks required metric(s) {', '.join(champ_missing)}, so the gate cannot "
+            "compare them (`mosa promote VERSION --force` promotes by hand)"
         )
-        return Decision(False, rows, f"rejected: {worst}")
+    for r in failed:
+        sign = ">" if r.direction == "higher" else "<"
+        tie = ", a tie" if r.candidate == r.champion else ""
+        reasons.append(
+            f"{r.metric} {r.candidate:.6g} vs champion {r.champion:.6g}{tie} "
+            f"(needs {sign} {r.threshold:.6g}, margin {r.margin})"
+        )
+    if reasons:
+        return Decision(False, rows, "rejected: " + "; ".join(reasons))
     extra = f" (advisory rule(s) failed: {', '.join(advisory)})" if advisory else ""
     n_required = sum(r.required for r in rows)
     return Decision(True, rows, f"promoted: all {n_required} required rule(s) pass{extra}")
+
+
+def rule_records(gate: GateConfig, decision: Decision) -> list[dict]:
+    """The ``rules`` of a promotion-log record: each rule's settings beside the row it produced."""
+    return [
+        {
+            "metric": rule.metric,
+            "direction": rule.direction,
+            "margin": rule.margin,
+            "margin_type": rule.margin_type,
+            "required": rule.required,
+            "candidate": row.candidate,
+            "champion": row.champion,
+            "threshold": row.threshold,
+            "passed": row.passed,
+            "note": row.note,
+        }
+        for rule, row in zip(gate.rules, decision.rows, strict=True)
+    ]
 
 
 # ---------------------------------------------------------------------------------------- locking
@@ -320,7 +384,7 @@ def _version(client: MlflowClient, model_name: str, version: str) -> ModelVersio
 
 @dataclasses.dataclass(frozen=True)
 class PromotionResult:
-    """Outcome of :func:`promote`: the decision and the champion before and after."""
+    """Outcome of :func:`promote`: the decision, the champion before and after, and the log record."""
 
     model_name: str
     version: str
@@ -330,6 +394,7 @@ class PromotionResult:
     previous_champion: str | None
     markdown: str
     report_path: Path | None
+    record: dict = dataclasses.field(default_factory=dict)
 
 
 def decision_markdown(
@@ -357,6 +422,23 @@ def decision_markdown(
     )
 
 
+def _keep_record(
+    client: MlflowClient, record: dict, history_path: Path | str | None, run_id: str | None = None
+) -> None:
+    """Keep a decision in MLflow (version tag, and the run's ``promotions.jsonl`` artifact when a run
+    is given) and append it to the local log ``history_path`` (restored from MLflow first if lost)."""
+    if history_path is not None:
+        restore_log(history_path, client, record["model_name"])
+    tag_record(client, record)
+    if history_path is not None:
+        append_record(history_path, record)
+    if run_id:
+        if history_path is not None:
+            client.log_artifact(run_id, str(history_path))
+        else:
+            client.log_text(run_id, record_line(record), "promotions.jsonl")
+
+
 def promote(
     model_name: str,
     version: str | int,
@@ -367,14 +449,23 @@ def promote(
     run_id: str | None = None,
     lock_path: Path | str | None = None,
     lock_timeout: float = 120.0,
+    history_path: Path | str | None = None,
+    manual: bool = False,
+    force: bool = False,
 ) -> PromotionResult:
     """Gate ``version`` against the current champion and move ``champion`` to it only if it passes.
 
     Under the registry lock: re-read the champion, decide, and on success point ``previous-champion``
     (and the version tag ``previous_champion``) at the old champion and ``champion`` at ``version``.
-    Writes ``decision.md`` to ``report_path`` (if given) and to MLflow: an artifact of run ``run_id``
-    when given, else the version tag ``gate.decision_md``.
+    ``manual`` marks a promotion asked for by hand (logged as ``manual`` instead of ``promoted``);
+    ``force`` (by hand only) moves the champion even when the gate rejects, with the gate's verdict
+    in the reason. Writes ``decision.md`` to ``report_path`` (if given) and to MLflow: an artifact of
+    run ``run_id`` when given, else the version tag ``gate.decision_md``. The decision is kept as a
+    promotion-log record: the version tag ``gate.record.<time>``, a line appended to
+    ``history_path`` (if given) and, with ``run_id``, the run's artifact ``promotions.jsonl``.
     """
+    if force and not manual:
+        raise ValueError("force=True overrides the gate by hand: pass manual=True with it")
     client, uri = client_for(tracking_uri)
     version = str(version)
     with registry_lock(uri, lock_path, lock_timeout):
@@ -388,6 +479,12 @@ def promote(
         else:
             champ_metrics = version_metrics(_version(client, model_name, before)) if before else None
             decision = decide(cand_metrics, champ_metrics, gate)
+            if force and not decision.promote:
+                reason = decision.reason.removeprefix("rejected: ")
+                decision = Decision(
+                    True, decision.rows, f"promoted by hand over the gate (--force); gate: {reason}"
+                )
+        label = ("manual" if manual else "promoted") if decision.promote else "rejected"
         previous = previous_before
         if decision.promote:
             if before:
@@ -397,10 +494,12 @@ def promote(
             client.set_registered_model_alias(model_name, CHAMPION, version)
         after = version if decision.promote else before
         if before != version:
-            client.set_model_version_tag(
-                model_name, version, DECISION_TAG, "promoted" if decision.promote else "rejected"
-            )
+            client.set_model_version_tag(model_name, version, DECISION_TAG, label)
             client.set_model_version_tag(model_name, version, REASON_TAG, decision.reason[:MAX_TAG_VALUE])
+        record = make_record(
+            model_name, version, label, before, after, decision.reason, rule_records(gate, decision)
+        )
+        _keep_record(client, record, history_path, run_id)
     markdown = decision_markdown(model_name, version, decision, (before, after), (previous_before, previous))
     if report_path is not None:
         write_text_atomic(report_path, markdown)
@@ -418,17 +517,19 @@ def promote(
         previous,
         markdown,
         Path(report_path) if report_path else None,
+        record,
     )
 
 
 @dataclasses.dataclass(frozen=True)
 class RollbackResult:
-    """Champion before and after a rollback, and what ``previous-champion`` points at now."""
+    """Champion before and after a rollback, what ``previous-champion`` points at now, the log record."""
 
     model_name: str
     champion_before: str | None
     champion_after: str
     previous_champion: str | None
+    record: dict = dataclasses.field(default_factory=dict)
 
 
 def rollback(
@@ -437,9 +538,13 @@ def rollback(
     tracking_uri: str | None = None,
     lock_path: Path | str | None = None,
     lock_timeout: float = 120.0,
+    history_path: Path | str | None = None,
 ) -> RollbackResult:
     """Point ``champion`` back at ``previous-champion``; that alias then moves one step further
-    back (the restored version's ``previous_champion`` tag) or is removed when history ends."""
+    back (the restored version's ``previous_champion`` tag) or is removed when history ends.
+
+    Kept as a ``rollback`` record about the restored version (its tag ``gate.record.<time>``, and a
+    line appended to ``history_path`` if given)."""
     client, uri = client_for(tracking_uri)
     with registry_lock(uri, lock_path, lock_timeout):
         current = aliases(client, model_name)
@@ -448,7 +553,7 @@ def rollback(
             raise RegistryError(
                 f"model '{model_name}' has no '{PREVIOUS}' alias: nothing to roll back to (it is set when "
                 f"a promotion replaces a champion; to pick a version by hand use "
-                f"MlflowClient().set_registered_model_alias('{model_name}', '{CHAMPION}', <version>))"
+                f"`mosa promote <version> --force`)"
             )
         before = current.get(CHAMPION)
         client.set_registered_model_alias(model_name, CHAMPION, target)
@@ -460,8 +565,14 @@ def rollback(
             older = None
         if before:
             client.set_model_version_tag(model_name, before, DECISION_TAG, f"rolled back to v{target}")
+        reason = (
+            f"rolled back by hand: champion v{before} -> v{target} (the previous champion); "
+            f"{PREVIOUS} is now {f'v{older}' if older else 'unset'}"
+        )
+        record = make_record(model_name, target, "rollback", before, target, reason, [])
+        _keep_record(client, record, history_path)
     log.info("%s: champion v%s -> v%s (rollback)", model_name, before, target)
-    return RollbackResult(model_name, before, target, older)
+    return RollbackResult(model_name, before, target, older, record)
 
 
 def copy_to_prod(

@@ -234,12 +234,40 @@ def check_pipeline_dir(pipeline_dir: Path | str) -> Path:
     return path
 
 
+class UnsafeArtifactPath(ValueError):
+    """An ``MLmodel`` artifact path that points outside the downloaded model folder."""
+
+
+def inside_artifact_folder(root: Path, rel: str, model_uri: str = "") -> Path:
+    """``root / rel`` resolved, if it stays inside ``root``; else UnsafeArtifactPath naming ``rel``.
+
+    Refused: absolute paths, ``..`` components, and paths that resolve outside through a symlink.
+    """
+    where = f"{model_uri}: " if model_uri else ""
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise UnsafeArtifactPath(
+            f"{where}the MLmodel names artifact path {rel!r} for {ARTIFACT_KEY!r}, which leaves the "
+            f"downloaded model folder {root}: refusing it (a logged model's artifact paths are relative "
+            "and inside the model; re-log the model with `register`)"
+        )
+    base = root.resolve()
+    target = (root / rel).resolve()
+    if target != base and base not in target.parents:
+        raise UnsafeArtifactPath(
+            f"{where}the MLmodel artifact path {rel!r} resolves to {target}, outside the downloaded "
+            f"model folder {base} (a symlink?): refusing it; re-log the model with `register`"
+        )
+    return target
+
+
 def download_pipeline(model_uri: str, dst: Path | str | None = None) -> Path:
     """The pipeline folder (``pipeline.json`` + safetensors) of a logged model, e.g.
     ``models:/mosa-dit@champion``, downloaded from the current tracking store.
 
     MLflow stores the folder under ``artifacts/<its original name>``; the ``MLmodel`` file records
-    where, so the path is read from there rather than guessed.
+    where, so the path is read from there rather than guessed. That path must stay inside the
+    downloaded model: an absolute path, or one that climbs out with ``..`` (or through a symlink),
+    raises :class:`UnsafeArtifactPath` naming it.
     """
     import yaml
 
@@ -250,6 +278,9 @@ def download_pipeline(model_uri: str, dst: Path | str | None = None) -> Path:
     spec = yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}
     artifacts = (spec.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
     rel = (artifacts.get(ARTIFACT_KEY) or {}).get("path")
+    if rel:
+        rel = str(rel)
+        inside_artifact_folder(root, rel, model_uri)
     if not rel or not (root / rel / "pipeline.json").is_file():
         raise FileNotFoundError(
             f"{model_uri}: the logged model has no {ARTIFACT_KEY!r} artifact with a pipeline.json "

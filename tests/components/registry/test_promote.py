@@ -56,17 +56,18 @@ def test_higher_and_lower_with_absolute_and_relative_margins():
     # improves clip, but fd 91 is not 10% below 100
     no = decide({"clip": 0.4, "fd": 91.0}, champ, gate)
     assert not no.promote
-    assert "fd 91 vs champion 100" in no.reason and "≤ 90" in no.reason
+    assert "fd 91 vs champion 100" in no.reason and "< 90" in no.reason
     assert [r.passed for r in no.rows] == [True, False]
     # an improvement smaller than the absolute margin is not enough
     assert not decide({"clip": 0.305, "fd": 50.0}, champ, gate).promote
 
 
-def test_negative_margin_tolerates_a_small_regression_and_ties_pass_at_zero_margin():
+def test_negative_margin_tolerates_a_small_regression_and_ties_fail_at_zero_margin():
     tolerant = GateConfig(rules=[GateRule(metric="score", direction="higher", margin=-0.05)])
     assert decide({"score": 0.46}, {"score": 0.5}, tolerant).promote
+    assert decide({"score": 0.5}, {"score": 0.5}, tolerant).promote
     assert not decide({"score": 0.44}, {"score": 0.5}, tolerant).promote
-    assert decide({"score": 0.5}, {"score": 0.5}, GATE).promote
+    assert not decide({"score": 0.5}, {"score": 0.5}, GATE).promote
 
 
 def test_required_missing_metric_blocks_advisory_failure_does_not():
@@ -81,8 +82,9 @@ def test_required_missing_metric_blocks_advisory_failure_does_not():
     for bad in ({}, {"score": None}, {"score": float("nan")}):
         d = decide({"jerk": 0.1, **bad}, {"score": 0.5, "jerk": 1.0}, gate)
         assert not d.promote and "lacks required metric(s) score" in d.reason
-    # a champion without the metric cannot block on it
-    assert decide({"score": 0.1}, {"other": 1.0}, gate).promote
+    # a champion without the required metric cannot be compared: the gate fails, naming it
+    d = decide({"score": 0.1}, {"other": 1.0}, gate)
+    assert not d.promote and "champion lacks required metric(s) score" in d.reason
 
 
 def test_first_model_promoted_by_default_and_configurable():

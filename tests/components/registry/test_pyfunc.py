@@ -181,3 +181,38 @@ def test_download_pipeline_refuses_a_model_without_the_pipeline(tmp_path, monkey
     (tmp_path / "MLmodel").unlink()
     with pytest.raises(FileNotFoundError, match="no MLmodel"):
         pyfunc.download_pipeline("models:/other@champion")
+
+
+def _local_model(folder: Path, rel: str) -> Path:
+    """A model folder on disk whose MLmodel names ``rel`` as the pipeline artifact's path."""
+    folder.mkdir(parents=True)
+    spec = {"flavors": {"python_function": {"artifacts": {"pipeline": {"path": rel, "uri": "pipeline"}}}}}
+    (folder / "MLmodel").write_text(yaml.safe_dump(spec))
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "nested-dotdot", "absolute"])
+def test_download_pipeline_refuses_a_path_that_leaves_the_download_folder(tmp_path, kind):
+    from components.registry.pyfunc import download_pipeline
+
+    dst = tmp_path / "dl"
+    outside = dst / "x"  # what "../x" names from the downloaded model folder dl/model
+    outside.mkdir(parents=True)
+    (outside / "pipeline.json").write_text("{}")
+    rel = {"dotdot": "../x", "nested-dotdot": "artifacts/../../x", "absolute": str(outside)}[kind]
+    model = _local_model(tmp_path / "src" / "model", rel)
+    with pytest.raises(ValueError, match=re.escape(repr(rel)) + ".*leaves the downloaded model folder"):
+        download_pipeline(str(model), dst)  # a real download (local artifact repository)
+
+
+def test_download_pipeline_accepts_a_path_inside_and_refuses_a_symlink_out(tmp_path):
+    from components.registry.pyfunc import UnsafeArtifactPath, download_pipeline, inside_artifact_folder
+
+    model = _local_model(tmp_path / "src" / "model", "artifacts/pipeline")
+    (model / "artifacts" / "pipeline").mkdir(parents=True)
+    (model / "artifacts" / "pipeline" / "pipeline.json").write_text("{}")
+    got = download_pipeline(str(model), tmp_path / "dl")
+    assert got == tmp_path / "dl" / "model" / "artifacts" / "pipeline" and (got / "pipeline.json").is_file()
+    (got.parent / "elsewhere").symlink_to(tmp_path / "src")
+    with pytest.raises(UnsafeArtifactPath, match=r"'artifacts/elsewhere' resolves to .* outside"):
+        inside_artifact_folder(got.parent.parent, "artifacts/elsewhere")
