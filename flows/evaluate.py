@@ -22,6 +22,8 @@ DESCRIPTIONS = {
     "fvd_i3d": "Fréchet video distance on I3D features (null without i3d_path)",
     "fd_effnet_frames": "Fréchet distance of EfficientNet-Lite0 frame features vs held-out real clips "
     "(not FVD)",
+    "fd_effnet_frames_reference": "its noise floor: the same distance between two disjoint halves of the "
+    "real reference clips (mean over random splits)",
     "clipsim": "mean CLIP cosine of prompt and frames (null without clip_path)",
     "subject_consistency": "VBench formula on EfficientNet-Lite0 features of the person region",
     "background_consistency": "VBench formula on EfficientNet-Lite0 features with the person masked out",
@@ -60,11 +62,12 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
             VideoSample(frames=s.video, fps=fps, prompt=s.caption, sample_id=s.clip_id) for s in held
         ]
         results = evaluate_samples(
-            params.metrics, samples, reference,
+            params.metrics, samples, reference, optional=params.optional_metrics,
             i3d_path=params.i3d_path, clip_path=params.clip_path, dino_path=params.dino_path,
         )  # fmt: skip
         metrics: dict[str, Any] = {name: r.value for name, r in results.items()}
         metrics.update({f"{name}_reason": r.reason for name, r in results.items() if r.value is None})
+        metrics.update({f"{name}_frames": r.frames for name, r in results.items() if r.frames is not None})
         if params.motion_metrics.is_file():
             t2m = json.loads(params.motion_metrics.read_text())
             for k in ("fid", "r_precision_top1", "r_precision_top3", "mm_dist", "diversity", "multimodality",
@@ -95,5 +98,16 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
     return metrics
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.evaluate``: exit 1 naming the metric when one that is not optional raises."""
+    from components.evaluation.registry import MetricError
+
+    try:
+        return stage_main(evaluate, argv)
+    except MetricError as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(stage_main(evaluate))
+    sys.exit(main())

@@ -15,6 +15,9 @@ scene also encloses free space (a floor plus a box enclose the air above the flo
 rendered walk (``components.synthetic``, exact point maps from the rendered depth, one box on the floor)
 every frame counts as violating, with one hull or per-object hulls alike (the floor and the box touch,
 so they form one cluster). Treat the rate as an upper bound until the scene is split into objects.
+
+Only frames in which a person is found are measured (``frames`` counts them): a frame without a person
+cannot violate contact, and a clip with no person in any frame has no value — never a perfect 0.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from components.evaluation.registry import (
     VideoSample,
     register,
 )
-from components.losses.contact import contact_violation_rate
+from components.losses.contact import contact_violation_frames
 
 NAME = "contact_violation"
 
@@ -49,6 +52,7 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
         )
     values: list[float | None] = []
     sources = []
+    measured = total = 0
     for s in samples:
         if s.point_maps is None:
             values.append(None)
@@ -62,9 +66,14 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
             except MODEL_UNAVAILABLE as exc:
                 return MetricResult.unavailable(NAME, str(exc), False, **details)
         points = torch.from_numpy(np.ascontiguousarray(s.point_maps, dtype=np.float32))[None]
-        rate = contact_violation_rate(
+        rate, n = contact_violation_frames(
             points, torch.from_numpy(mask)[None], tau=tau, max_scene_points=max_scene, per_object=per_object
         )
         values.append(None if math.isnan(rate) else rate)
         sources.append(src)
-    return MetricResult.from_per_video(NAME, values, False, region=sources, **details)
+        measured, total = measured + n, total + s.num_frames
+    why = f"no person found in any of the {total} frames with point maps (nothing to measure)"
+    return MetricResult.from_per_video(
+        NAME, values, False, frames=measured, reason_if_none=why if measured == 0 else None,
+        region=sources, **details,
+    )  # fmt: skip

@@ -86,6 +86,7 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
             NAME, "no conditioning skeletons given (VideoSample.skeleton_keypoints)", True, **details
         )
     values: list[float | None] = []
+    frames = 0  # frames where the detected person or the skeleton region is non-empty
     for s in samples:
         if not s.has_skeleton:
             values.append(None)
@@ -94,6 +95,8 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
             detected = ctx.detected_masks(s)
         except MODEL_UNAVAILABLE as exc:
             return MetricResult.unavailable(NAME, str(exc), True, **details)
-        iou = mask_iou(detected, skeleton_regions(s))
+        region = skeleton_regions(s)
+        iou = mask_iou(detected, region)
         values.append(None if math.isnan(iou) else iou)
-    return MetricResult.from_per_video(NAME, values, True, **details)
+        frames += int((detected | region).reshape(len(region), -1).any(1).sum())
+    return MetricResult.from_per_video(NAME, values, True, frames=frames, **details)

@@ -6,7 +6,8 @@ Per clip: the mean over all frames and the 18 OpenPose keypoints of the estimato
 for frames where no person is found and for keypoints outside the image. The paper uses DWPose; the
 default here is MediaPipe BlazePose (``ctx.pose_estimator``; ``"dwpose"`` with ``ctx.pose_model_path``
 runs DWPose), so values from different estimators are not comparable — ``details["estimator"]`` says
-which one produced the number.
+which one produced the number. ``frames`` is every frame scored; ``details["person_frames"]`` those in
+which the estimator found a person.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
         return MetricResult.unavailable(NAME, str(exc), True, estimator=ctx.pose_estimator)
     values = [float(np.mean(p.confidence)) for p in poses]
     found = [float(np.mean(p.found)) for p in poses]
+    frames = sum(len(p.confidence) for p in poses)  # every frame counts (0 where nobody is found)
     return MetricResult.from_per_video(
-        NAME, values, True, estimator=ctx.pose_estimator, frames_with_person=found
-    )
+        NAME, values, True, frames=frames, estimator=ctx.pose_estimator, frames_with_person=found,
+        person_frames=int(sum(np.sum(p.found) for p in poses)),
+    )  # fmt: skip

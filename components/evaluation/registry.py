@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,7 +124,9 @@ class VideoSample:
 class MetricResult:
     """A metric over a set of clips: ``value`` (None when it could not be measured, then ``reason`` says
     why), ``per_video`` values (empty for set-level metrics such as Fréchet distances),
-    ``higher_is_better`` and ``details`` (feature source, settings, counts)."""
+    ``higher_is_better``, ``details`` (feature source, settings, counts) and, for metrics that measure
+    the person in a frame, ``frames``: on how many frames the value was measured (0 with a None value
+    when no frame showed what the metric needs)."""
 
     name: str
     value: float | None
@@ -132,6 +134,7 @@ class MetricResult:
     higher_is_better: bool
     details: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
+    frames: int | None = None
 
     def __post_init__(self) -> None:
         if self.value is not None:
@@ -143,22 +146,31 @@ class MetricResult:
         self.per_video = [None if v is None else float(v) for v in self.per_video]
 
     @classmethod
-    def unavailable(cls, name: str, reason: str, higher_is_better: bool, **details: Any) -> MetricResult:
-        """A result that could not be measured (missing model, missing inputs)."""
-        return cls(name, None, [], higher_is_better, dict(details), reason)
+    def unavailable(
+        cls, name: str, reason: str, higher_is_better: bool, frames: int | None = None, **details: Any
+    ) -> MetricResult:
+        """A result that could not be measured (missing model, missing inputs, nothing to measure)."""
+        return cls(name, None, [], higher_is_better, dict(details), reason, frames)
 
     @classmethod
     def from_per_video(
-        cls, name: str, per_video: Sequence[float | None], higher_is_better: bool, **details: Any
+        cls,
+        name: str,
+        per_video: Sequence[float | None],
+        higher_is_better: bool,
+        frames: int | None = None,
+        reason_if_none: str | None = None,
+        **details: Any,
     ) -> MetricResult:
-        """Mean of the per-video values that are not None; None (with a reason) if every value is."""
+        """Mean of the per-video values that are not None; None (with ``reason_if_none`` or a generic
+        reason) if every value is. ``frames``: how many frames the values were measured on."""
         values = [float(v) for v in per_video if v is not None and math.isfinite(v)]
         clean = [None if v is None or not math.isfinite(v) else float(v) for v in per_video]
         details = {"videos": len(clean), "measured": len(values), **details}
         if not values:
-            why = "no clip could be measured" if clean else "no clips given"
-            return cls(name, None, clean, higher_is_better, details, why)
-        return cls(name, float(np.mean(values)), clean, higher_is_better, details)
+            why = reason_if_none or ("no clip could be measured" if clean else "no clips given")
+            return cls(name, None, clean, higher_is_better, details, why, frames)
+        return cls(name, float(np.mean(values)), clean, higher_is_better, details, None, frames)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -169,6 +181,7 @@ class MetricResult:
             "higher_is_better": self.higher_is_better,
             "details": self.details,
             "reason": self.reason,
+            "frames": self.frames,
         }
 
 
@@ -383,17 +396,31 @@ def get_metric(name: str) -> MetricFn:
         raise KeyError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_METRICS))}") from None
 
 
+class MetricError(RuntimeError):
+    """A metric raised while it ran: the message names the metric, the error and the way out."""
+
+    def __init__(self, name: str, exc: BaseException):
+        self.metric = name
+        super().__init__(
+            f"metric {name!r} failed: {type(exc).__name__}: {exc} (fix it, or list {name!r} in "
+            "evaluate.optional_metrics to record it as null with the error as its reason)"
+        )
+
+
 def compute_metrics(
     names: Sequence[str],
     samples: list[VideoSample],
     ctx: MetricContext | None = None,
     on_error: str = "raise",
+    optional: Collection[str] = (),
 ) -> dict[str, MetricResult]:
     """Run the metrics ``names`` on ``samples`` → {name: MetricResult}, in the given order.
 
-    Every name is checked before anything runs. ``on_error="record"`` turns an exception inside a metric
-    into a None result whose reason names the error (one broken metric does not lose the others);
-    ``"raise"`` (default) lets it propagate. Per-clip detections shared between metrics are dropped from
+    Every name is checked before anything runs. An exception inside a metric raises ``MetricError``
+    (naming the metric and the error) unless the metric is in ``optional`` or ``on_error="record"``:
+    then it becomes a None result whose reason names the error. A metric that could not be measured
+    (missing model, nothing to measure) is not an error: it returns None with its reason. Per-clip
+    detections shared between metrics are dropped from
     ``ctx`` at the end (models stay cached), so call it on chunks of clips for per-video metrics when
     memory is short; set-level metrics (FD, FVD) need the whole set in one call.
     """
@@ -402,6 +429,11 @@ def compute_metrics(
     if isinstance(names, str):
         raise TypeError(f"names must be a list of metric names, got the string {names!r}")
     fns = {name: get_metric(name) for name in names}
+    unknown = sorted(set(optional) - set(available_metrics()))
+    if unknown:
+        raise KeyError(
+            f"optional metrics {unknown} are not registered; known: {', '.join(available_metrics())}"
+        )
     if not all(isinstance(s, VideoSample) for s in samples):
         raise TypeError("samples must be a list of VideoSample")
     ctx = ctx if ctx is not None else MetricContext()
@@ -410,8 +442,8 @@ def compute_metrics(
         try:
             result = fn(samples, ctx)
         except Exception as exc:
-            if on_error == "raise":
-                raise
+            if on_error == "raise" and name not in optional:
+                raise MetricError(name, exc) from exc
             result = MetricResult(
                 name, None, [], _DIRECTIONS.get(name, True), {}, f"error: {type(exc).__name__}: {exc}"
             )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +112,14 @@ def to_samples(pipe, generated: list[Generated], fps: float, with_points: bool =
 
 
 def evaluate_samples(
-    names: list[str] | None, samples: list[VideoSample], reference: list[VideoSample], **ctx: Any
+    names: list[str] | None,
+    samples: list[VideoSample],
+    reference: list[VideoSample],
+    optional: Collection[str] = (),
+    **ctx: Any,
 ) -> dict[str, MetricResult]:
-    """Every metric in ``names`` (``None``: every registered metric) on ``samples``; a failing metric
-    is recorded with its reason, never raised."""
+    """Every metric in ``names`` (``None``: every registered metric) on ``samples``. A metric that
+    raises raises ``MetricError`` naming it, unless it is in ``optional`` (then null with the error as
+    its reason); a metric with nothing to measure is null with its reason either way."""
     context = MetricContext(reference=reference, **ctx)
-    return compute_metrics(names or available_metrics(), samples, context, on_error="record")
+    return compute_metrics(names or available_metrics(), samples, context, optional=optional)

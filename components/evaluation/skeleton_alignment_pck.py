@@ -6,7 +6,8 @@ Per clip: ``components.annotation.accuracy.pck`` with the conditioning skeleton 
 keypoints with confidence ≥ 0.3 are counted, a detected keypoint (``MetricContext.detected_pose``,
 MediaPipe by default) is correct when its confidence exceeds 0.3 and it lies within α = 0.1 (option
 ``alpha``) × the diagonal of that frame's skeleton box (the box around the counted skeleton keypoints).
-Undetected keypoints count as misses. Clips without a conditioning skeleton are not measured.
+Undetected keypoints count as misses. Clips without a conditioning skeleton are not measured;
+``frames`` counts the frames whose skeleton has a keypoint to check.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
             NAME, "no conditioning skeletons given (VideoSample.skeleton_keypoints)", True, **details
         )
     values: list[float | None] = []
+    frames = 0
     for s in samples:
         if not s.has_skeleton:
             values.append(None)
@@ -54,4 +56,5 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
             conf_threshold=SKELETON_MIN_CONFIDENCE,
         )
         values.append(None if math.isnan(score) else score)
-    return MetricResult.from_per_video(NAME, values, True, **details)
+        frames += int((s.skeleton_confidence >= SKELETON_MIN_CONFIDENCE).any(axis=1).sum())
+    return MetricResult.from_per_video(NAME, values, True, frames=frames, **details)

@@ -85,10 +85,13 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
     max_points = int(ctx.option(NAME, "max_points", DEFAULT_MAX_POINTS))
     win = int(ctx.option(NAME, "win", DEFAULT_WIN))
     values, sources, counts = [], [], []
+    frames = 0
     try:
         for s in samples:
             region, src = ctx.person_region(s)
             v, n = clip_jerk(s.frames, region, max_points, win)
+            if v is not None:  # frames of the clips whose person region gave tracks
+                frames += int(region.reshape(len(region), -1).any(1).sum())
             values.append(v)
             sources.append(src)
             counts.append(n)
@@ -98,6 +101,7 @@ def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
         NAME,
         values,
         False,
+        frames=frames,
         tracker=f"lucas-kanade (OpenCV), window {win}",
         units="px/frame^3 / frame diagonal",
         fps=[s.fps for s in samples],

@@ -204,6 +204,33 @@ def contact_loss(
     return ContactLoss(torch.stack(per_sample).mean(), degenerate, penetrating)
 
 
+def contact_violation_frames(
+    points: Tensor,
+    mask: Tensor,
+    tau: float = 0.0,
+    max_scene_points: int = 20000,
+    per_object: bool = False,
+    cluster_radius: float | None = None,
+) -> tuple[float, int]:
+    """(share of measured frames in which a human point lies inside the scene hull(s), ``sdf < −τ``;
+    the number of measured frames).
+
+    A frame is measured when its sample has a hull and the frame has at least one human point: a frame
+    without a person cannot violate contact and must not count as a frame that did not. The share is
+    NaN when no frame can be measured, so a report shows "not measurable" rather than a perfect 0.
+    """
+    _check(points, mask)
+    with torch.no_grad():
+        out = contact_loss(points, mask, tau, 0.0, max_scene_points, per_object, cluster_radius)
+    b, t = out.penetrating.shape
+    has_person = mask.reshape(b, t, -1).any(-1).cpu()
+    measured = (~out.degenerate)[:, None].expand(b, t) & has_person
+    n = int(measured.sum())
+    if n == 0:
+        return float("nan"), 0
+    return float(out.penetrating[measured].float().mean()), n
+
+
 def contact_violation_rate(
     points: Tensor,
     mask: Tensor,
@@ -212,15 +239,6 @@ def contact_violation_rate(
     per_object: bool = False,
     cluster_radius: float | None = None,
 ) -> float:
-    """Share of frames in which any human point lies inside the scene hull(s) (``sdf < −τ``).
-
-    Frames of degenerate samples (no hull) are left out of the denominator; NaN when no frame can be
-    evaluated, so a report shows "not measurable" rather than a perfect 0.
-    """
-    _check(points, mask)
-    with torch.no_grad():
-        out = contact_loss(points, mask, tau, 0.0, max_scene_points, per_object, cluster_radius)
-    evaluable = ~out.degenerate
-    if not bool(evaluable.any()):
-        return float("nan")
-    return float(out.penetrating[evaluable].float().mean())
+    """Share of measured frames in which any human point lies inside the scene hull(s) (``sdf < −τ``):
+    :func:`contact_violation_frames` without the count (NaN when no frame can be measured)."""
+    return contact_violation_frames(points, mask, tau, max_scene_points, per_object, cluster_radius)[0]

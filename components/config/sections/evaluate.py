@@ -28,6 +28,11 @@ class EvaluateParams(_Strict):
     metrics: list[str] | None = Field(
         default=None, description="metric names; null: every registered metric (components.evaluation)"
     )
+    optional_metrics: list[str] = Field(
+        default=[],
+        description="metrics whose error is recorded as null with the error as reason; any other "
+        "metric that raises fails the stage",
+    )
     i3d_path: Path | None = None
     clip_path: Path | None = None
     dino_path: Path | None = None

@@ -65,3 +65,22 @@ def test_none_without_point_maps_or_a_3d_scene():
     flat.point_maps[:, 2:, :, 1] = 0.0  # the scene is a floor only: no 3D hull
     r = compute_metrics([NAME], [flat, plain], MetricContext())[NAME]
     assert r.value is None and r.per_video == [None, None]
+
+
+def test_no_person_in_any_frame_is_null_with_a_reason_never_a_perfect_score():
+    """The scene and point maps are there but the mask is empty everywhere (nobody was detected): there
+    is nothing to measure, so no value — the old code reported 0.0, a perfect score."""
+    empty = scene((1, 2))
+    empty.person_mask[:] = False
+    r = compute_metrics([NAME], [empty], MetricContext())[NAME]
+    assert r.value is None and "no person found in any of the 4 frames" in r.reason
+    assert r.frames == 0
+
+
+def test_only_frames_with_a_person_are_measured_and_counted():
+    s = scene((1,))
+    s.person_mask[2:] = False  # the person is found in frames 0 and 1 only; frame 1 penetrates
+    s.point_maps[2:, :2] = np.nan  # ... and the rows where it stood hold no scene points either
+    r = compute_metrics([NAME], [s, scene(())], MetricContext())[NAME]
+    assert r.per_video == pytest.approx([0.5, 0.0])  # 1 of 2 measured frames, not 1 of 4
+    assert r.frames == 2 + 4

@@ -69,3 +69,22 @@ def test_no_reference_or_too_few_frames_gives_none_with_reason(clips, ctx):
     one = [VideoSample(clips["ref"][0].frames[:1], 7.5)]
     r = fd(one, clips["ref"], ctx)
     assert r.value is None and "need >= 2 frames" in r.reason
+
+
+def test_reference_floor_splits_real_clips_and_sits_below_another_video(clips, ctx):
+    """fd_effnet_frames_reference: FD between disjoint halves of the real reference clips — finite,
+    >= 0, and below the distance of another video to the same references."""
+    from components.evaluation.fd_effnet_frames import REFERENCE_NAME
+
+    ctx.reference = clips["ref"] + clips["same_shot"]  # 4 real clips of one shot
+    out = compute_metrics([NAME, REFERENCE_NAME], clips["car"], ctx)
+    floor, car = out[REFERENCE_NAME], out[NAME]
+    assert floor.value is not None and floor.value >= 0 and floor.higher_is_better is False
+    assert floor.details["splits"] == 10 and floor.details["clips_per_half"] == 2
+    assert floor.details["sd"] >= 0
+    assert floor.value < 0.5 * car.value, (floor.value, car.value)
+    again = compute_metrics([REFERENCE_NAME], [], ctx)[REFERENCE_NAME]  # needs no generated clips
+    assert again.value == pytest.approx(floor.value)  # seeded splits: the same floor every run
+    ctx.reference = clips["ref"][:1]
+    none = compute_metrics([REFERENCE_NAME], clips["car"], ctx)[REFERENCE_NAME]
+    assert none.value is None and "need >= 2 reference clips" in none.reason
