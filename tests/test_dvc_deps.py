@@ -167,7 +167,45 @@ def test_code_deps_list_a_folder_only_when_all_of_it_is_imported():
     assert not any(d.startswith("components/registry") for d in deps)
 
 
-if __name__ == "__main__":  # print each stage's code deps, to paste into dvc.yaml
-    for stage_name, stage_def in _stages().items():
-        print(f"{stage_name}:")
-        print("\n".join(f"  - {d}" for d in code_deps(_entry(stage_def))))
+def write_code_deps(dvc_yaml: Path = REPO / "dvc.yaml") -> str:
+    """dvc.yaml with every stage's code deps replaced by :func:`code_deps` (data deps, their order and
+    comments kept); the text is returned and written back."""
+    import re
+
+    stages = _stages()
+    out: list[str] = []
+    stage = indent = None
+    in_deps = inserted = False
+    for line in dvc_yaml.read_text().splitlines(keepends=True):
+        if (m := re.match(r"^  (\w+):\s*(#.*)?$", line)) and m.group(1) in stages:
+            stage, in_deps = m.group(1), False
+        if m := re.match(r"^(\s+)deps:\s*$", line):
+            in_deps, inserted, indent = True, False, m.group(1) + "  "
+            out.append(line)
+            continue
+        if in_deps:
+            item = re.match(r"^(\s+)- (\S+)", line)
+            if item and len(item.group(1)) == len(indent):
+                if not inserted:
+                    out += [f"{indent}- {d}\n" for d in code_deps(_entry(stages[stage]))]
+                    inserted = True
+                if item.group(2).split("/")[0] not in PACKAGES:
+                    out.append(line)
+                continue
+            in_deps = False
+        out.append(line)
+    text = "".join(out)
+    dvc_yaml.write_text(text)
+    return text
+
+
+if __name__ == "__main__":  # `python -m tests.test_dvc_deps [--write]`: print (or write) the code deps
+    import sys
+
+    if "--write" in sys.argv:
+        write_code_deps()
+        print("dvc.yaml: code deps rewritten from the import closures")
+    else:
+        for stage_name, stage_def in _stages().items():
+            print(f"{stage_name}:")
+            print("\n".join(f"  - {d}" for d in code_deps(_entry(stage_def))))
