@@ -14,7 +14,7 @@ box, else a detected mask):
    (``"efficientnet-lite0"`` by default; ``"dino"`` / ``"clip"`` from ``ctx.dino_path`` / ``ctx.clip_path``).
 
 Frames with an empty region are left out (the formula runs over the remaining frames in order); a clip
-with fewer than two such frames is not measured.
+with fewer than two such frames is not measured; ``frames`` counts the frames scored.
 """
 
 from __future__ import annotations
@@ -73,28 +73,31 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interp)
 
 
-def subject_consistency(sample: VideoSample, ctx: MetricContext) -> tuple[float | None, str]:
-    """(score or None, region source) of one clip."""
+def subject_consistency(sample: VideoSample, ctx: MetricContext) -> tuple[float | None, str, int]:
+    """(score or None, region source, number of frames scored: 0 with a None score) of one clip."""
     region, source = ctx.person_region(sample)
     crops = [person_crop(f, r) for f, r in zip(sample.frames, region, strict=True)]
     crops = [resize_square(c, CROP_SIZE) for c in crops if c is not None]
     if len(crops) < 2:
-        return None, source
-    return consistency_score(ctx.feature_extractor()(np.stack(crops))), source
+        return None, source, 0
+    return consistency_score(ctx.feature_extractor()(np.stack(crops))), source, len(crops)
 
 
 @register(NAME, higher_is_better=True)
 def compute(samples: list[VideoSample], ctx: MetricContext) -> MetricResult:
     """Subject consistency per clip (see the module docstring), averaged over clips."""
     values, sources = [], []
+    frames = 0
     try:
         extractor = ctx.feature_extractor()
         for s in samples:
-            v, src = subject_consistency(s, ctx)
+            v, src, n = subject_consistency(s, ctx)
             values.append(v)
             sources.append(src)
+            frames += n
     except MODEL_UNAVAILABLE as exc:
         return MetricResult.unavailable(NAME, str(exc), True, features=ctx.feature_backbone)
     return MetricResult.from_per_video(
-        NAME, values, True, features=extractor.name, region=sources, formula="vbench (first + previous) / 2"
-    )
+        NAME, values, True, frames=frames, features=extractor.name, region=sources,
+        formula="vbench (first + previous) / 2",
+    )  # fmt: skip

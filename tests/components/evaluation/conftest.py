@@ -44,6 +44,16 @@ def walk() -> tuple[np.ndarray, GroundTruth]:
     )
 
 
+def point_maps(gt: GroundTruth) -> np.ndarray:
+    """World-space point maps float32 [T,H,W,3] of a render from its exact depth (NaN on the backdrop)."""
+    T, H, W = gt.depth.shape
+    u, v = np.meshgrid(np.arange(W), np.arange(H))
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(gt.K).T
+    with np.errstate(invalid="ignore"):  # backdrop pixels have infinite depth
+        points = np.stack([(rays * gt.depth[t][..., None] - gt.t[t]) @ gt.R[t] for t in range(T)])
+    return np.where(np.isfinite(points), points, np.nan).astype(np.float32)
+
+
 def texture(height: int, width: int, seed: int = 0, cell: int = 4) -> np.ndarray:
     """A blocky random RGB texture (sharp edges, trackable corners), uint8 [H,W,3]."""
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ import pytest
 
 from components.evaluation.contact_violation import NAME
 from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from tests.components.evaluation.conftest import point_maps
 
 T, H, W = 4, 16, 16
 
@@ -84,3 +85,25 @@ def test_only_frames_with_a_person_are_measured_and_counted():
     r = compute_metrics([NAME], [s, scene(())], MetricContext())[NAME]
     assert r.per_video == pytest.approx([0.5, 0.0])  # 1 of 2 measured frames, not 1 of 4
     assert r.frames == 2 + 4
+
+
+def test_rendered_person_is_measured_and_blank_frames_are_not(walk):
+    """Real inputs, person detected by MediaPipe (no mask given): a rendered walk with its exact point
+    maps is measured on the frames where the walker is found; the same scene geometry behind blank
+    frames (nobody to detect) has no value and 0 frames — the old code scored it 0.0, a perfect score."""
+    frames, gt = walk
+    points = point_maps(gt)
+    person = VideoSample(frames, 8.0, point_maps=points, sample_id="walk")
+    blank = VideoSample(np.zeros_like(frames), 8.0, point_maps=points, sample_id="blank")
+    ctx = MetricContext()
+    nobody = compute_metrics([NAME], [blank], ctx)[NAME]
+    assert nobody.value is None and nobody.frames == 0
+    assert (
+        nobody.reason
+        == f"no person found in any of the {len(frames)} frames with point maps (nothing to measure)"
+    )
+    both = compute_metrics([NAME], [person, blank], ctx)[NAME]
+    assert both.value is not None and 0.0 <= both.value <= 1.0
+    assert both.per_video[1] is None and both.per_video[0] == pytest.approx(both.value)
+    assert 0 < both.frames <= len(frames)
+    assert both.details["region"] == ["detected mask (mediapipe)"] * 2

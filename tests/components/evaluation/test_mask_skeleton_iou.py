@@ -64,6 +64,7 @@ def test_aligned_skeleton_overlaps_the_detected_mask_and_a_shifted_one_does_not(
     print(f"IoU aligned {a:.3f}, shifted by 40 px {s:.3f}")
     assert a > 0.55 and s < 0.25
     assert r.details["mask_estimator"] == "mediapipe"
+    assert r.frames == 2 * len(frames)  # every frame shows the walker and its skeleton
 
 
 def test_none_without_conditioning_skeletons_or_a_mask_model(walk):

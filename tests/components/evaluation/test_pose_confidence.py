@@ -43,7 +43,8 @@ def test_partial_frames_lower_the_score(walk):
     half = frames.copy()
     half[::2] = 0  # every other frame black: no person there
     ctx = MetricContext()
-    full, holes = compute_metrics([NAME], [VideoSample(frames, 8.0), VideoSample(half, 8.0)], ctx)[
-        NAME
-    ].per_video
+    r = compute_metrics([NAME], [VideoSample(frames, 8.0), VideoSample(half, 8.0)], ctx)[NAME]
+    full, holes = r.per_video
     assert holes < 0.75 * full and np.isfinite(holes)
+    # every frame is scored (0 where nobody is found); the person was found on at most 8 + 4 of them
+    assert r.frames == 2 * len(frames) and 0 < r.details["person_frames"] <= len(frames) + len(frames) // 2

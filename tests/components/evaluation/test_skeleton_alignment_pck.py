@@ -45,3 +45,4 @@ def test_clips_without_skeleton_are_skipped_not_zeroed(walk):
     )
     r = compute_metrics([NAME], [with_skel, VideoSample(frames, 8.0)], MetricContext())[NAME]
     assert r.per_video[1] is None and r.value == pytest.approx(r.per_video[0])
+    assert r.frames == int(gt.visible.any(1).sum()) > 0  # frames of the clip with a skeleton only

@@ -60,10 +60,10 @@ def test_frames_without_a_person_are_left_out(ctx):
     frames, masks = moving_square(5, 64, 80)
     masks[2] = False
     r = compute_metrics([NAME], [VideoSample(frames, 8.0, person_mask=masks)], ctx)[NAME]
-    assert r.value == pytest.approx(1.0, abs=1e-4)
+    assert r.value == pytest.approx(1.0, abs=1e-4) and r.frames == 4
     masks[1:] = False
     r = compute_metrics([NAME], [VideoSample(frames, 8.0, person_mask=masks)], ctx)[NAME]
-    assert r.value is None and r.per_video == [None]
+    assert r.value is None and r.per_video == [None] and r.frames == 0
 
 
 def test_skeleton_box_and_detected_regions_on_a_rendered_walk(walk, ctx):

@@ -43,7 +43,7 @@ def test_constant_velocity_is_near_zero_and_shuffling_raises_it():
     assert s * diag < 0.1
     assert sh > 20 * s and sh * diag > 1.0
     assert r.higher_is_better is False and r.details["region"] == ["given mask", "given mask"]
-    assert r.details["points"][0] > 20
+    assert r.details["points"][0] > 20 and r.frames == 20
 
 
 def test_tracks_start_at_the_first_frame_with_a_person_and_clips_need_four_frames():
@@ -51,7 +51,8 @@ def test_tracks_start_at_the_first_frame_with_a_person_and_clips_need_four_frame
     masks[:3] = False
     late = compute_metrics([NAME], [VideoSample(frames, 8.0, person_mask=masks)], MetricContext())[NAME]
     assert late.per_video[0] == pytest.approx(0.0, abs=0.1 / np.hypot(80, 112))
+    assert late.frames == 5  # the frames with a person region, not all 8
     nobody = VideoSample(frames, 8.0, person_mask=np.zeros_like(masks))
     short = VideoSample(frames[:3], 8.0, person_mask=masks[:3])
     r = compute_metrics([NAME], [nobody, short], MetricContext())[NAME]
-    assert r.value is None and r.per_video == [None, None]
+    assert r.value is None and r.per_video == [None, None] and r.frames == 0
