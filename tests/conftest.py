@@ -148,3 +148,23 @@ def build_mixed_folder(base: Path) -> Path:
 def mixed_folder(tmp_path) -> Path:
     """A folder of 2 good videos and one bad input of every kind named in BAD_REASONS."""
     return build_mixed_folder(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An initialised empty sqlite MLflow store (creating the schema takes seconds; copying it does not)."""
+    from components.registry.promote import client_for
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    client_for(f"sqlite:///{db}")[0].search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, empty_store) -> str:
+    """A fresh sqlite tracking/registry store in the test's folder (the working directory); its URI."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"

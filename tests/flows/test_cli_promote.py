@@ -17,13 +17,6 @@ from flows.cli import main
 LOG = Path("reports/register/promotions.jsonl")
 
 
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    client_for(f"sqlite:///{db}")[0].search_experiments()
-    return db
-
-
 @pytest.fixture
 def project(tmp_path, monkeypatch, empty_store) -> str:
     """A folder with params.yaml (gate: score higher, margin 0) and a fresh store; returns its URI."""

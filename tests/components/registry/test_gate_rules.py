@@ -4,8 +4,6 @@ strictly more than the margin, and a required metric missing on either side fail
 from __future__ import annotations
 
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -85,20 +83,6 @@ def test_an_advisory_metric_missing_on_the_champion_does_not_block():
 
 
 # ------------------------------------------------------------------ the same through a real registry
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    client_for(f"sqlite:///{db}")[0].search_experiments()
-    return db
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, empty_store) -> str:
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def _version(uri: str, tags: dict[str, str]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -101,20 +100,6 @@ def test_record_tag_key_and_a_value_that_fits_a_tag():
 
 
 # ------------------------------------------------------------------------ promote / rollback
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    client_for(f"sqlite:///{db}")[0].search_experiments()
-    return db
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, empty_store) -> str:
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def add_version(uri: str, name: str, score: float) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -110,22 +109,6 @@ def test_gate_config_errors_name_the_problem():
 
 
 # ------------------------------------------------------------------------------- real registry
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory) -> Path:
-    """An initialised empty sqlite store (creating the schema takes seconds; copying it does not)."""
-    db = tmp_path_factory.mktemp("template") / "mlflow.db"
-    client_for(f"sqlite:///{db}")[0].search_experiments()
-    return db
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch, empty_store):
-    """A fresh sqlite tracking/registry store in the test's folder; returns its URI."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
 def add_version(uri: str, name: str, score: float | None) -> str:
