@@ -36,7 +36,8 @@ TINY = {
             {"kind": "synthetic", "clips": 4, "seed": 0, "loop_seconds": 0.0},
             {"kind": "demo", "videos": ["sports2d/demo"]},
         ],
-        "clip": {"max_clips_per_video": 2},
+        # the DAG's plumbing, not the model, is under test: 9 frames at 64x96 keep every stage cheap
+        "clip": {"max_clips_per_video": 2, "frames": 9, "stride": 9, "height": 64, "width": 96},
         "val_fraction": 0.5,  # 2 of the 5 clips held out (by source group): evaluate's references
     },
     "pretrain_motion": {
@@ -58,6 +59,16 @@ TINY = {
         },
     },
     "pretrain_base": {
+        "tiny": {
+            "layers": 2,  # train_dit copies 2 blocks (mosa.num_structure_blocks)
+            "heads": 2,
+            "head_dim": 16,
+            "latent_channels": 4,
+            "vae_block_channels": [4, 4, 4, 4],
+            "sample_frames": 9,
+            "sample_height": 64,
+            "sample_width": 96,
+        },
         "vae": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
         "dit": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
         "depth": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
