@@ -1,28 +1,7 @@
 """Appearance branch: backbone adapters (CogVideoX, Wan), structure blocks, HADC and the MoSA transformer.
 
-Importing this package does not import diffusers; an adapter is loaded on its first ``get_spec``.
+Import what you need from its module (``components.dit.spec``, ``components.dit.mosa``, ...): this
+package re-exports nothing, so importing the backbone specs does not pull in the MoSA modules and the
+losses (and a stage that only needs a spec does not depend on them in dvc.yaml). Importing
+``components.dit.spec`` does not import diffusers; an adapter is loaded on its first ``get_spec``.
 """
-
-from components.dit.mosa import MoSAConfig, MoSATransformer, count_parameters
-from components.dit.spec import (
-    SPECS,
-    BackboneSpec,
-    BaseModels,
-    BlockContext,
-    ControlHooks,
-    TinyConfig,
-    get_spec,
-)
-
-__all__ = [
-    "SPECS",
-    "BackboneSpec",
-    "BaseModels",
-    "BlockContext",
-    "ControlHooks",
-    "MoSAConfig",
-    "MoSATransformer",
-    "TinyConfig",
-    "count_parameters",
-    "get_spec",
-]
