@@ -45,8 +45,11 @@ def latent_channels(vae: nn.Module) -> int:
     return int(c)
 
 
-def check_clips(samples: Sequence[ClipSample], spec: BackboneSpec, who: str) -> tuple[int, int, int]:
-    """All clips share one ``(T, H, W)`` that the backbone's VAE accepts; returns it."""
+def check_clips(
+    samples: Sequence[ClipSample], spec: BackboneSpec, who: str, spatial: int | None = None
+) -> tuple[int, int, int]:
+    """All clips share one ``(T, H, W)`` that the backbone's VAE (spatial factor ``spatial``) accepts;
+    returns it."""
     if not samples:
         raise ValueError(f"{who}: no clips to train on; check the ingest stage's output (dvc repro ingest)")
     shapes = {s.video.shape for s in samples}
@@ -56,7 +59,7 @@ def check_clips(samples: Sequence[ClipSample], spec: BackboneSpec, who: str) -> 
             "ingest with one clip size (ingest.clip.frames/height/width)"
         )
     t, h, w, _ = next(iter(shapes))
-    spec.latent_shape(t, h, w, patch_size=1)
+    spec.latent_shape(t, h, w, patch_size=1, spatial=spatial)
     return t, h, w
 
 
@@ -117,8 +120,9 @@ def train_vae(
         raise ValueError(f"beta must be >= 0, got {beta}")
     if recon not in ("l1", "l2"):
         raise ValueError(f"recon must be 'l1' or 'l2', got {recon!r}")
-    t, h, w = check_clips(samples, spec, "train_vae")
-    f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1)
+    spatial = spec.vae_spatial_compression(vae)
+    t, h, w = check_clips(samples, spec, "train_vae", spatial)
+    f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1, spatial=spatial)
     videos = [unit_video(s.video, s.clip_id) for s in samples]
     n, bsz = len(videos), phase.batch_size
 
