@@ -130,8 +130,9 @@ class BaseBundle:
             self.width,
             self.fps,
         )
+        models = self.models
         check_compatible(
-            self.spec, self.models.transformer, self.text, self.frames, self.height, self.width, self.models.vae
+            self.spec, models.transformer, self.text, self.frames, self.height, self.width, models.vae
         )
         with atomic_dir(path) as tmp:
             self.models.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)

@@ -175,9 +175,8 @@ class WanSpec(BackboneSpec):
     # ---- VAE ----------------------------------------------------------------------------------
     def vae_encode(self, vae: nn.Module, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_video(video, "Wan vae_encode")
-        self.latent_shape(
-            video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=self.vae_spatial_compression(vae)
-        )
+        spatial = self.vae_spatial_compression(vae)
+        self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=spatial)
         dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         z = dist.mode() if generator is None else dist.sample(generator)
         mean, std = _latent_stats(vae, z)

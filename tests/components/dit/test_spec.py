@@ -81,7 +81,7 @@ def test_tiny_vae_stages_set_the_spatial_factor() -> None:
     assert TinyConfig(vae_block_channels=(8, 8, 16, 16)).spatial_compression == 8
     assert TinyConfig(vae_block_channels=(8, 16, 16)).spatial_compression == 4
     for bad in ((8, 16), (8, 8, 8, 8, 8)):
-        with pytest.raises(ValidationError, match="3 .* or 4 .* stage widths"):
+        with pytest.raises(ValidationError, match=r"3 .* or 4 .* stage widths"):
             TinyConfig(vae_block_channels=bad)
     # a x4 VAE accepts sizes a x8 one refuses, and the check names the factor in use
     spec = get_spec("cogvideox")
