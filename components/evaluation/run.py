@@ -61,12 +61,13 @@ def skeleton_keypoints(pipe, joints: np.ndarray, camera: str) -> tuple[np.ndarra
 
 def generate_all(
     pipe, prompts: list[str], seed: int, steps: int, guidance: float, camera: str = "fixed",
-    use_structure: bool = True, progress: bool = True,
+    use_structure: bool = True, progress: bool = True, desc: str = "evaluate: generate",
 ) -> list[Generated]:  # fmt: skip
+    """One clip per prompt (prompt ``i`` with seed ``seed + i``), with its conditioning skeleton."""
     from tqdm import tqdm
 
     out = []
-    for i, prompt in enumerate(tqdm(prompts, desc="evaluate: generate", unit="clip", disable=not progress)):
+    for i, prompt in enumerate(tqdm(prompts, desc=desc, unit="clip", disable=not progress)):
         g = pipe(prompt, camera=camera, seed=seed + i, steps=steps, guidance=guidance, progress=False,
                  use_structure=use_structure)  # fmt: skip
         kp = conf = None
@@ -325,18 +326,20 @@ def person_evaluation(
     prompt set of ``seeds[0]`` already generated. ``clips_reason`` says why ``clips`` is empty."""
     import time
 
-    from components.evaluation.registry import MetricResult as Result
-
     per_seed: dict[str, dict[int, MetricResult]] = {}
     report_prompts: list[dict[str, Any]] = []
     report_skeletons: list[dict[str, Any]] = []
     added, seconds = 0, 0.0
     for k, seed in enumerate(seeds):
         t0 = time.perf_counter()
-        mosa = first if k == 0 else generate_all(pipe, prompts, seed * len(prompts), steps, guidance, camera,
-                                                 progress=progress)  # fmt: skip
-        base = generate_all(pipe, prompts, seed * len(prompts), steps, guidance, camera, use_structure=False,
-                            progress=progress)  # fmt: skip
+        start = seed * len(prompts)
+        if k == 0:
+            mosa = first
+        else:
+            mosa = generate_all(pipe, prompts, start, steps, guidance, camera, progress=progress,
+                                desc=f"evaluate: generate (seed {seed})")  # fmt: skip
+        base = generate_all(pipe, prompts, start, steps, guidance, camera, use_structure=False,
+                            progress=progress, desc=f"evaluate: base alone (seed {seed})")  # fmt: skip
         from_skel = {
             use: generate_from_skeletons(pipe, clips, seed * len(clips), steps, guidance, use, progress)
             for use in (True, False)
@@ -368,7 +371,9 @@ def person_evaluation(
             why = clips_reason or "no held-out skeleton clip"
             for suffix in ("_from_skeleton", "_from_skeleton_base"):
                 for name in names:
-                    per_seed.setdefault(f"{name}{suffix}", {})[seed] = Result.unavailable(name, why, True)
+                    per_seed.setdefault(f"{name}{suffix}", {})[seed] = MetricResult.unavailable(
+                        name, why, True
+                    )
         if k == 0:
             report_prompts = [
                 {"prompt": g.prompt, "motion_prompt": g.motion_prompt, "frames": g.frames,

@@ -192,3 +192,16 @@ def test_optional_metrics_param_is_a_list_of_names():
     assert validate_section("evaluate", {"optional_metrics": ["clipsim"]}).optional_metrics == ["clipsim"]
     with pytest.raises(ConfigError, match="optional_metrics"):
         validate_section("evaluate", {"optional_metrics": "clipsim"})
+
+
+def test_seeds_and_skeleton_clips_params():
+    default = validate_section("evaluate", {})
+    assert (
+        default.seeds == [0, 1, 2]
+        and default.skeleton_clips == 8
+        and str(default.annotate) == "data/annotate"
+    )
+    assert validate_section("evaluate", {"seeds": [3], "skeleton_clips": 0}).seeds == [3]
+    for bad in ({"seeds": []}, {"seeds": [1, 1]}, {"skeleton_clips": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            validate_section("evaluate", bad)

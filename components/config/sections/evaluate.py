@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from components.config.sections.common import _Strict
 
@@ -56,3 +56,10 @@ class EvaluateParams(_Strict):
     ablations: Path = Field(
         default=Path("reports/ablate"), description="ablate@<variant> outputs tabulated in ablations.md"
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
