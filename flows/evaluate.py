@@ -171,6 +171,13 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
             ]  # fmt: skip
             t2m_note = "from pretrain_motion (our evaluator on our data)"
             descriptions = {**DESCRIPTIONS, **{k: t2m_note for k in metrics if k.startswith("t2m_")}}
+            descriptions.update(
+                {
+                    k: f"sample standard deviation of {k[:-3]} over evaluate.seeds"
+                    for k in metrics
+                    if k.endswith("_sd")
+                }
+            )
             skeleton_clips = person.skeleton_clips if person is not None else []
             write_report(rep, metrics, descriptions, clips, fps, skeleton_clips=skeleton_clips)
             details: dict[str, Any] = {name: r.as_dict() for name, r in results.items()}
