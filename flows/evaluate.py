@@ -1,7 +1,9 @@
 """Stage ``evaluate``: generate clips for the repo's prompt set with the trained pipeline, compute the
 video metrics (paper metrics where their models are configured, honest substitutes under their own
-names), collect the text-to-motion metrics, write ``reports/eval/index.html``
-(DVC cmd: ``python -m flows.evaluate``)."""
+names) on the first seed, the person metrics (``person_detect_rate``, ``skeleton_alignment_pck``) over
+``evaluate.seeds`` on the prompt set, on clips generated from held-out annotated skeletons, with the base
+alone and on the real clips (``components.evaluation.run.person_evaluation``), collect the text-to-motion
+metrics, write ``reports/eval/index.html`` (DVC cmd: ``python -m flows.evaluate``)."""
 
 from __future__ import annotations
 
