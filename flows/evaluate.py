@@ -50,12 +50,14 @@ DESCRIPTIONS = {
     "skeletons (annotate stage) with their captions as prompts",
     "person_detect_rate_from_skeleton_base": "the same with the base alone (skeleton ignored)",
     "skeleton_alignment_pck_from_skeleton": "PCK@0.1 of MediaPipe keypoints on clips generated from "
-    "held-out skeletons vs the ground-truth keypoints that drew those skeletons",
+    "held-out skeletons vs the clips' true keypoints (rendered clips: the exact projection of their 3D "
+    "joints; real clips: the annotate stage's detections that drew the skeleton)",
     "skeleton_alignment_pck_from_skeleton_base": "the same with the base alone (skeleton ignored: the floor)",
     "person_detect_rate_reference": "person_detect_rate on the real held-out clips of those skeletons, at "
     "the generated clips' size (the ceiling; one measurement, no seed)",
-    "skeleton_alignment_pck_reference": "skeleton_alignment_pck of the real held-out clips vs their own "
-    "skeleton keypoints (for 2D skeletons these were detected by the same MediaPipe: an upper bound)",
+    "skeleton_alignment_pck_reference": "skeleton_alignment_pck of MediaPipe on the real held-out clips vs "
+    "the same true keypoints (the ceiling; on real clips, whose truth is MediaPipe's own detection, 1.0 "
+    "by construction)",
     "generate_seconds_per_clip": "wall time per clip of the first seed's prompt set (MoSA)",
     "added_generations": "clips generated for the person metrics beyond the first seed's prompt set "
     "(other seeds, base alone, held-out skeletons)",

@@ -136,7 +136,9 @@ SEEDED_METRICS: tuple[str, ...] = ("person_detect_rate", "skeleton_alignment_pck
 class HeldOutClip:
     """A held-out real clip brought to the pipeline's clip geometry: its caption (the prompt), the real
     frames, the skeleton video the model is conditioned on and the keypoints [T,18,2] / confidence
-    [T,18] that drew it (``source``: annotate's detected 2D keypoints or the synthetic 3D truth)."""
+    [T,18] that PCK measures against (``source``): the exact projection of the 3D truth for rendered
+    clips ("truth3d"), else annotate's detected 2D keypoints that drew the skeleton ("pose2d"; on
+    those the reference row scores 1.0 by construction)."""
 
     clip_id: str
     prompt: str
@@ -218,6 +220,13 @@ def held_out_clips(
             skeleton = skeleton_video(people_kp, people_conf, height, width)
         else:
             skeleton = np.ascontiguousarray(sample.skeleton[:frames])
+        if source == "pose2d" and sample.truth_keypoints is not None:
+            # a rendered clip: measure against its exact 3D-truth projection, not against the detections
+            # that drew the skeleton (the real clip would then score 1.0 by construction)
+            kp = np.asarray(sample.truth_keypoints[:frames], np.float32)
+            conf = np.asarray(sample.truth_visible[:frames], np.float32)
+            kp = _scale_points(kp, height / H, width / W) if redrawn else kp
+            source = "truth3d"
         kept.append(
             HeldOutClip(
                 clip_id=sample.clip_id, prompt=sample.caption or "a person moves",

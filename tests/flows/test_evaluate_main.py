@@ -177,8 +177,10 @@ def test_held_out_clips_fit_the_pipeline_or_are_set_aside(work):
 
     clips, aside = held_out_clips(work / "ingest", work / "annotate", 2, "2d", 9, 32, 48)
     assert len(clips) == 2 and not aside
+    assert {c.source for c in clips} == {"truth3d"}  # rendered clips: PCK against the exact projection
     for c in clips:
-        assert c.skeleton.shape == c.video.shape == (9, 32, 48, 3) and c.redrawn and c.source == "pose2d"
+        assert c.skeleton.shape == c.video.shape == (9, 32, 48, 3) and c.redrawn
+        assert c.source == ("truth3d" if c.clip_id.startswith("synthetic") else "pose2d")
         ok = c.confidence >= 0.3
         assert ok.any() and (c.keypoints[ok] >= -0.5).all()
         assert (c.keypoints[ok][:, 0] <= 47.5).all() and (c.keypoints[ok][:, 1] <= 31.5).all()
