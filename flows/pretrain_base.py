@@ -149,7 +149,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             "vae_psnr_val_clips": vae_scores.get("clips", 0),
             "vae_psnr_val_real": _round(vae_real.get("psnr")),
             "vae_psnr_val_real_clips": vae_real.get("clips", 0),
-            **({} if vae_scores else {"vae_psnr_val_reason": "no held-out synthetic clip (ingest val split)"}),
+            **({} if vae_scores else {"vae_psnr_val_reason": "no held-out synthetic clip in the val split"}),
             "dit_val_loss": round(float(val_loss), 5),
             "dit_final_loss": curves["dit"][-1]["loss"] if curves.get("dit") else None,
             "depth_absrel_val": depth_scores.get("abs_rel"),

@@ -144,7 +144,8 @@ def train_vae(
     def window(v: Tensor, rng: np.random.Generator) -> Tensor:
         if crop is None:
             return v
-        t0, y0, x0 = (int(rng.integers(0, full - size + 1)) for full, size in zip(v.shape[1:], (t, h, w)))
+        sizes = zip(v.shape[1:], (t, h, w), strict=True)
+        t0, y0, x0 = (int(rng.integers(0, full - size + 1)) for full, size in sizes)
         return v[:, t0 : t0 + t, y0 : y0 + h, x0 : x0 + w]
 
     def batches(step: int) -> dict[str, Tensor]:
