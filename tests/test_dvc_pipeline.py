@@ -87,7 +87,7 @@ TINY = {
         "follow": {"clips": 1, "steps": 2},
         "variants": {"track_static": {"losses": {"track_mode": "static"}}},
     },
-    "evaluate": {"limit": 2, "steps": 2, "reference_clips": 2},
+    "evaluate": {"limit": 2, "steps": 2, "reference_clips": 2, "seeds": [0, 1], "skeleton_clips": 1},
 }
 
 

@@ -58,9 +58,16 @@ def text_dim(transformer: nn.Module) -> int:
 
 
 def check_compatible(
-    spec: BackboneSpec, transformer: nn.Module, text: TokenTextEncoder, frames: int, height: int, width: int
+    spec: BackboneSpec,
+    transformer: nn.Module,
+    text: TokenTextEncoder,
+    frames: int,
+    height: int,
+    width: int,
+    vae: nn.Module | None = None,
 ) -> None:
-    """Raise if the text encoder or the clip geometry does not fit the transformer (messages say the fix)."""
+    """Raise if the text encoder or the clip geometry does not fit the transformer and ``vae`` (messages
+    say the fix)."""
     spec.check_transformer(transformer)
     if text.dim != text_dim(transformer):
         raise ValueError(
@@ -75,8 +82,9 @@ def check_compatible(
             f"{cfg.max_text_seq_length} text tokens, but text_encoder.max_tokens={text.max_tokens}; "
             "make them equal"
         )
+    spatial = spec.vae_spatial_compression(vae) if vae is not None else None
     spec.latent_shape(
-        frames, height, width, spec.latent_channels(transformer), spec.patch_size(transformer)[1]
+        frames, height, width, spec.latent_channels(transformer), spec.patch_size(transformer)[1], spatial
     )
 
 
@@ -122,7 +130,10 @@ class BaseBundle:
             self.width,
             self.fps,
         )
-        check_compatible(self.spec, self.models.transformer, self.text, self.frames, self.height, self.width)
+        models = self.models
+        check_compatible(
+            self.spec, models.transformer, self.text, self.frames, self.height, self.width, models.vae
+        )
         with atomic_dir(path) as tmp:
             self.models.transformer.save_pretrained(tmp / "transformer", safe_serialization=True)
             self.models.vae.save_pretrained(tmp / "vae", safe_serialization=True)
@@ -244,7 +255,7 @@ def load_base(path: Path | str, text: TokenTextEncoder | None = None) -> BaseBun
             f"({te['name']}, max_tokens={te['max_tokens']}); pass text=None to load the bundle's"
         )
     depth = load_depth(root / "depth") if (root / "depth").exists() else None
-    check_compatible(spec, transformer, text, config["frames"], config["height"], config["width"])
+    check_compatible(spec, transformer, text, config["frames"], config["height"], config["width"], vae)
     models = BaseModels(transformer=transformer, vae=vae, scheduler=scheduler)
     return BaseBundle(spec=spec, models=models, text=text, depth=depth, config=config)
 
@@ -284,5 +295,7 @@ def load_pretrained_base(
     config = make_config(
         spec, None, text, geometry["frames"], geometry["height"], geometry["width"], geometry["fps"]
     )
-    check_compatible(spec, models.transformer, text, config["frames"], config["height"], config["width"])
+    check_compatible(
+        spec, models.transformer, text, config["frames"], config["height"], config["width"], models.vae
+    )
     return BaseBundle(spec=spec, models=models, text=text, depth=depth, config=config)

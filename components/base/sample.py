@@ -35,8 +35,9 @@ PredictFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 def latent_shape(bundle: BaseBundle) -> tuple[int, int, int, int]:
     """``(F, C, h, w)`` of the bundle's clips."""
     spec, tr = bundle.spec, bundle.models.transformer
+    spatial = spec.vae_spatial_compression(bundle.models.vae)
     return spec.latent_shape(
-        bundle.frames, bundle.height, bundle.width, spec.latent_channels(tr), spec.patch_size(tr)[1]
+        bundle.frames, bundle.height, bundle.width, spec.latent_channels(tr), spec.patch_size(tr)[1], spatial
     )
 
 

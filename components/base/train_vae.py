@@ -3,9 +3,13 @@
 Objective per clip: ``L = rec(x̂, x) + β · KL(q(z|x) ‖ N(0, I))`` with ``x̂ = D(μ + σ ε)`` (the
 reparameterised posterior sample of the diffusers encoder's ``latent_dist``), ``rec`` the mean
 absolute (``l1``) or squared (``l2``) error over pixels in [-1, 1], and ``KL`` averaged over latent
-elements (so ``β`` does not depend on the clip size). Clips keep all their frames: the VAE is causal
-with ×4 temporal compression and the clip set already has ``4N+1``/``8N+1`` frames. Batches are a
-function of the step (a per-epoch permutation of the clips, a seeded horizontal flip, the ε noise),
+elements (so ``β`` does not depend on the clip size). With ``crop=None`` clips keep all their frames
+(the VAE is causal with ×4 temporal compression and the clip set already has ``4N+1``/``8N+1``
+frames); with ``crop=(t, h, w)`` every batch item is a fresh random ``t×h×w`` window of its clip. The
+VAE is fully convolutional, so small windows teach the same filters; on CPU they are also cheaper per
+pixel than whole clips (measured: 9×32×48 windows ~2.6× the pixel throughput of 17×48×72), and a
+new window each step shows far more of the data than a fixed set of crops. Batches are a function of
+the step (a per-epoch permutation of the clips, the window, a seeded horizontal flip, the ε noise),
 so a resumed run sees the same data.
 
 After training, ``calibrate_latents`` sets the VAE's own latent normalisation from the training
@@ -45,8 +49,11 @@ def latent_channels(vae: nn.Module) -> int:
     return int(c)
 
 
-def check_clips(samples: Sequence[ClipSample], spec: BackboneSpec, who: str) -> tuple[int, int, int]:
-    """All clips share one ``(T, H, W)`` that the backbone's VAE accepts; returns it."""
+def check_clips(
+    samples: Sequence[ClipSample], spec: BackboneSpec, who: str, spatial: int | None = None
+) -> tuple[int, int, int]:
+    """All clips share one ``(T, H, W)`` that the backbone's VAE (spatial factor ``spatial``) accepts;
+    returns it."""
     if not samples:
         raise ValueError(f"{who}: no clips to train on; check the ingest stage's output (dvc repro ingest)")
     shapes = {s.video.shape for s in samples}
@@ -56,7 +63,7 @@ def check_clips(samples: Sequence[ClipSample], spec: BackboneSpec, who: str) -> 
             "ingest with one clip size (ingest.clip.frames/height/width)"
         )
     t, h, w, _ = next(iter(shapes))
-    spec.latent_shape(t, h, w, patch_size=1)
+    spec.latent_shape(t, h, w, patch_size=1, spatial=spatial)
     return t, h, w
 
 
@@ -102,6 +109,7 @@ def train_vae(
     beta: float = 1e-4,
     recon: Recon = "l1",
     flip: bool = True,
+    crop: tuple[int, int, int] | None = None,
     seed: int = 0,
     calibrate: bool = True,
     ckpt_dir: Path | str | None = None,
@@ -110,23 +118,41 @@ def train_vae(
 ) -> tuple[nn.Module, History]:
     """Train ``vae`` (e.g. ``spec.build_tiny(tiny).vae``) on the clips; returns it frozen and the history.
 
-    ``beta`` weighs the KL term, ``recon`` picks L1 or L2, ``flip`` mirrors half the clips; with
-    ``calibrate`` the latent normalisation is fitted afterwards (``calibrate_latents``).
+    ``beta`` weighs the KL term, ``recon`` picks L1 or L2, ``flip`` mirrors half the clips, ``crop``
+    trains on random ``(frames, height, width)`` windows; with ``calibrate`` the latent normalisation
+    is fitted afterwards on the whole clips (``calibrate_latents``).
     """
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
     if recon not in ("l1", "l2"):
         raise ValueError(f"recon must be 'l1' or 'l2', got {recon!r}")
-    t, h, w = check_clips(samples, spec, "train_vae")
-    f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1)
+    spatial = spec.vae_spatial_compression(vae)
+    t, h, w = check_clips(samples, spec, "train_vae", spatial)
+    if crop is not None:
+        ct, ch, cw = crop
+        if ct > t or ch > h or cw > w:
+            raise ValueError(f"train_vae: crop {tuple(crop)} is larger than the clips ({t}, {h}, {w})")
+        try:
+            spec.latent_shape(ct, ch, cw, patch_size=1, spatial=spatial)
+        except ValueError as exc:
+            raise ValueError(f"train_vae: crop {tuple(crop)} does not fit the VAE: {exc}") from None
+        t, h, w = ct, ch, cw
+    f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1, spatial=spatial)
     videos = [unit_video(s.video, s.clip_id) for s in samples]
     n, bsz = len(videos), phase.batch_size
+
+    def window(v: Tensor, rng: np.random.Generator) -> Tensor:
+        if crop is None:
+            return v
+        sizes = zip(v.shape[1:], (t, h, w), strict=True)
+        t0, y0, x0 = (int(rng.integers(0, full - size + 1)) for full, size in sizes)
+        return v[:, t0 : t0 + t, y0 : y0 + h, x0 : x0 + w]
 
     def batches(step: int) -> dict[str, Tensor]:
         rng = np.random.default_rng([seed, step, 1])
         items = []
         for k in range(bsz):
-            v = videos[epoch_index(step, k, bsz, n, seed)]
+            v = window(videos[epoch_index(step, k, bsz, n, seed)], rng)
             items.append(v.flip(-1) if flip and rng.random() < 0.5 else v)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         return {"video": torch.stack(items), "noise": torch.randn(bsz, c, f, lh, lw, generator=g)}

@@ -136,15 +136,19 @@ class CogVideoXSpec(BackboneSpec):
 
     # ---- models -------------------------------------------------------------------------------
     def build_tiny(self, cfg: TinyConfig) -> BaseModels:
-        """Tiny random transformer + VAE (same ×4/×8 compression as the real VAE) + the 5B scheduler."""
+        """Tiny random transformer + VAE (×4 time as the real VAE; ×8 or ×4 space, see ``TinyConfig``) +
+        the 5B scheduler."""
         bad = [c for c in cfg.vae_block_channels if c % cfg.vae_norm_groups]
         if bad:
             raise ValueError(
                 f"TinyConfig.vae_block_channels {cfg.vae_block_channels} must be divisible by "
                 f"vae_norm_groups={cfg.vae_norm_groups} (GroupNorm); change either"
             )
-        self.latent_shape(cfg.sample_frames, cfg.sample_height, cfg.sample_width, patch_size=cfg.patch_size)
-        s = self.spatial_compression
+        s = cfg.spatial_compression
+        self.latent_shape(
+            cfg.sample_frames, cfg.sample_height, cfg.sample_width, patch_size=cfg.patch_size, spatial=s
+        )
+        stages = len(cfg.vae_block_channels)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             transformer = self.build_transformer(
@@ -168,6 +172,8 @@ class CogVideoXSpec(BackboneSpec):
                 in_channels=3,
                 out_channels=3,
                 block_out_channels=cfg.vae_block_channels,
+                down_block_types=("CogVideoXDownBlock3D",) * stages,
+                up_block_types=("CogVideoXUpBlock3D",) * stages,
                 latent_channels=cfg.latent_channels,
                 layers_per_block=cfg.vae_layers_per_block,
                 norm_num_groups=cfg.vae_norm_groups,
@@ -214,10 +220,15 @@ class CogVideoXSpec(BackboneSpec):
     # ---- VAE ----------------------------------------------------------------------------------
     def vae_encode(self, vae: nn.Module, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_video(video, "CogVideoX vae_encode")
-        self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1)
+        spatial = self.vae_spatial_compression(vae)
+        self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=spatial)
         dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         z = dist.mode() if generator is None else dist.sample(generator)
         return (z * vae.config.scaling_factor).permute(0, 2, 1, 3, 4).contiguous()
+
+    def vae_spatial_compression(self, vae: nn.Module) -> int:
+        """×2 per encoder stage but the last (``block_out_channels``): 8 for the published VAE."""
+        return 2 ** (len(vae.config.block_out_channels) - 1)
 
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         if latents.ndim != 5:

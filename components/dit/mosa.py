@@ -109,7 +109,11 @@ class MoSATransformer(nn.Module):
     meta-device base gives a meta-device model, for memory planning without allocation).
     """
 
-    def __init__(self, base: nn.Module, config: MoSAConfig | None = None) -> None:
+    def __init__(
+        self, base: nn.Module, config: MoSAConfig | None = None, spatial_compression: int | None = None
+    ) -> None:
+        """``spatial_compression``: the base VAE's spatial factor (``spec.vae_spatial_compression``),
+        which the ``conv`` skeleton encoder must match; None: the published ×8."""
         super().__init__()
         config = config or MoSAConfig()
         spec = get_spec(config.backbone)
@@ -125,6 +129,7 @@ class MoSATransformer(nn.Module):
         object.__setattr__(self, "_base", base)  # not registered: no parameters, state or .to() through us
         self.config = config
         self.spec: BackboneSpec = spec
+        self.spatial_compression = int(spatial_compression or spec.spatial_compression)
         self.structure: StructureBranch | None = None
         self.hadc: nn.ModuleList | None = None
         self.skeleton_encoder: SkeletonConvEncoder | None = None
@@ -153,7 +158,7 @@ class MoSATransformer(nn.Module):
                 self.skeleton_encoder = SkeletonConvEncoder(
                     channels,
                     width=config.conv_encoder_width,
-                    spatial_factor=spec.spatial_compression,
+                    spatial_factor=self.spatial_compression,
                     temporal_factor=spec.temporal_compression,
                 )
         # new modules take the base's dtype; the copied blocks keep the base's per-module dtypes
@@ -245,6 +250,7 @@ class MoSATransformer(nn.Module):
                 "hidden_size": self.spec.hidden_size(self._base),
                 "num_layers": len(self.spec.blocks(self._base)),
                 "latent_channels": self.spec.latent_channels(self._base),
+                "spatial_compression": self.spatial_compression,
             },
             "parameters": count_parameters(self),
         }
@@ -256,8 +262,12 @@ class MoSATransformer(nn.Module):
         return Path(directory)
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, base: nn.Module) -> MoSATransformer:
-        """Rebuild around ``base`` (the same base architecture it was trained on) and load the weights."""
+    def from_pretrained(
+        cls, directory: str | Path, base: nn.Module, spatial_compression: int | None = None
+    ) -> MoSATransformer:
+        """Rebuild around ``base`` (the same base architecture it was trained on) and load the weights.
+
+        ``spatial_compression``: the base VAE's spatial factor, checked against the saved one."""
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         if not config_path.is_file() or not weights_path.is_file():
@@ -271,13 +281,17 @@ class MoSATransformer(nn.Module):
                 f"{config_path}: format {meta.get('format')!r} v{meta.get('version')} is not "
                 f"{FORMAT!r} v{FORMAT_VERSION}"
             )
-        model = cls(base, MoSAConfig(**meta["mosa"]))
-        saved, here = meta["base"], model.spec
+        saved = meta["base"]
+        saved_spatial = int(saved.get("spatial_compression", 8))  # saves before ×4 VAEs: ×8
+        model = cls(base, MoSAConfig(**meta["mosa"]), spatial_compression or saved_spatial)
+        here = model.spec
         actual = {
             "hidden_size": here.hidden_size(base),
             "num_layers": len(here.blocks(base)),
             "latent_channels": here.latent_channels(base),
+            "spatial_compression": model.spatial_compression,
         }
+        saved = {**saved, "spatial_compression": saved_spatial}
         wrong = {k: (saved[k], v) for k, v in actual.items() if saved.get(k) != v}
         if wrong:
             detail = ", ".join(f"{k}: saved {a}, base {b}" for k, (a, b) in wrong.items())

@@ -185,7 +185,8 @@ class MoSAPipeline:
             if not (root / part).is_dir():
                 raise _missing(root, part)
         base = load_base(root / "base", text=text)
-        mosa = MoSATransformer.from_pretrained(root / "mosa", base.models.transformer).eval()
+        spatial = base.spec.vae_spatial_compression(base.models.vae)
+        mosa = MoSATransformer.from_pretrained(root / "mosa", base.models.transformer, spatial).eval()
         motion = StructureModel.from_pretrained(root / "motion")
         return cls(
             base,
@@ -406,6 +407,7 @@ def build_tiny_pipeline(
     mosa = MoSATransformer(
         models.transformer,
         MoSAConfig(backbone=backbone, num_structure_blocks=1, skeleton_encoder=skeleton_encoder),
+        spec.vae_spatial_compression(models.vae),
     )
     _randomise_output_layers(mosa, seed, std=0.5)
     defaults = PipelineDefaults(steps=4, guidance=3.0, frames=frames, height=height, width=width, fps=fps)

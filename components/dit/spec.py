@@ -31,8 +31,9 @@ Objective = Literal["v_prediction", "flow_matching"]
 class TinyConfig(BaseModel):
     """Sizes of a tiny, randomly initialised base model (CPU default; no weights are downloaded).
 
-    The VAE keeps the published compression (×4 in time, ×8 in space: four VAE stages) so latent
-    shapes agree with the real models; only widths and depths shrink.
+    The VAE keeps the published ×4 compression in time; in space it compresses ×2 per VAE stage but
+    the last: four ``vae_block_channels`` give the published ×8, three give ×4 (the CPU default: at
+    96×144 a person ~40 px tall is 10 latent pixels instead of 5, which a tiny VAE can reconstruct).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,7 +49,9 @@ class TinyConfig(BaseModel):
     freq_dim: int = Field(32, ge=2, description="Wan sinusoidal timestep width")
     rotary: bool = Field(True, description="CogVideoX: rotary positions (as the 5B) instead of sin-cos")
     max_text_seq_length: int = Field(16, ge=1, description="CogVideoX sin-cos table text length")
-    vae_block_channels: tuple[int, int, int, int] = (8, 8, 16, 16)
+    vae_block_channels: tuple[int, ...] = Field(
+        (8, 8, 16, 16), description="VAE stage widths; 4 stages: ×8 spatial (as published), 3: ×4"
+    )
     vae_layers_per_block: int = Field(1, ge=1)
     vae_norm_groups: int = Field(4, ge=1, description="CogVideoX VAE GroupNorm groups")
     sample_frames: int = Field(17, ge=1, description="clip size the positional tables are built for")
@@ -65,10 +68,19 @@ class TinyConfig(BaseModel):
 
     @field_validator("vae_block_channels")
     @classmethod
-    def _positive_channels(cls, v: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    def _positive_channels(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) not in (3, 4):
+            raise ValueError(
+                f"vae_block_channels needs 3 (×4 spatial) or 4 (×8 spatial) stage widths, got {len(v)}: {v}"
+            )
         if min(v) < 1:
             raise ValueError(f"vae_block_channels must be positive, got {v}")
         return v
+
+    @property
+    def spatial_compression(self) -> int:
+        """Spatial downsampling of the tiny VAE: ×2 per stage but the last."""
+        return 2 ** (len(self.vae_block_channels) - 1)
 
 
 @dataclass
@@ -113,6 +125,7 @@ class BackboneSpec(ABC):
     objective: ClassVar[Objective]
     temporal_compression: ClassVar[int] = 4
     spatial_compression: ClassVar[int] = 8
+    """The published VAEs' spatial factor; a given VAE's own is ``vae_spatial_compression(vae)``."""
     frame_multiple: ClassVar[int] = 4
     """Clips must have ``frame_multiple·N + 1`` frames."""
 
@@ -149,11 +162,24 @@ class BackboneSpec(ABC):
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         """Normalised latents ``[B,F',C,h,w]`` → video ``[B,3,F,H,W]`` (about [-1,1], not clamped)."""
 
+    @abstractmethod
+    def vae_spatial_compression(self, vae: nn.Module) -> int:
+        """Spatial downsampling factor of this VAE (from its config: ×2 per stage but the last)."""
+
     def latent_shape(
-        self, frames: int, height: int, width: int, latent_channels: int = 16, patch_size: int = 2
+        self,
+        frames: int,
+        height: int,
+        width: int,
+        latent_channels: int = 16,
+        patch_size: int = 2,
+        spatial: int | None = None,
     ) -> tuple[int, int, int, int]:
-        """``(F', C, h, w)`` of a clip's latents; checks the clip fits the VAE and the patch grid."""
-        m, s = self.frame_multiple, self.spatial_compression
+        """``(F', C, h, w)`` of a clip's latents; checks the clip fits the VAE and the patch grid.
+
+        ``spatial`` is the VAE's spatial factor (``vae_spatial_compression``); None: the published ×8.
+        """
+        m, s = self.frame_multiple, spatial or self.spatial_compression
         if frames < 1 or (frames - 1) % m:
             raise ValueError(
                 f"{self.name}: frames must be {m}N+1 (e.g. {m + 1}, {2 * m + 1}, {4 * m + 1}), got {frames}"

@@ -79,14 +79,21 @@ class WanSpec(BackboneSpec):
 
     # ---- models -------------------------------------------------------------------------------
     def build_tiny(self, cfg: TinyConfig) -> BaseModels:
-        """Tiny random transformer + VAE (×4 time, ×8 space) + a flow-matching Euler scheduler."""
+        """Tiny random transformer + VAE (×4 time; ×8 or ×4 space, see ``TinyConfig``) + a flow-matching
+        Euler scheduler."""
         base = cfg.vae_block_channels[0]
         if any(c % base for c in cfg.vae_block_channels):
             raise ValueError(
                 f"TinyConfig.vae_block_channels {cfg.vae_block_channels}: Wan's VAE widths are multiples of "
                 f"the first ({base}); choose channels divisible by it"
             )
-        self.latent_shape(cfg.sample_frames, cfg.sample_height, cfg.sample_width, patch_size=cfg.patch_size)
+        s = cfg.spatial_compression
+        self.latent_shape(
+            cfg.sample_frames, cfg.sample_height, cfg.sample_width, patch_size=cfg.patch_size, spatial=s
+        )
+        # time is halved twice, in the last two downsampling stages (the published [False, True, True])
+        stages = len(cfg.vae_block_channels)
+        temporal = [False] * (stages - 3) + [True, True]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             transformer = self.build_transformer(
@@ -109,7 +116,8 @@ class WanSpec(BackboneSpec):
                 z_dim=cfg.latent_channels,
                 dim_mult=[c // base for c in cfg.vae_block_channels],
                 num_res_blocks=cfg.vae_layers_per_block,
-                temperal_downsample=[False, True, True],
+                temperal_downsample=temporal,
+                scale_factor_spatial=s,
                 latents_mean=[0.0] * cfg.latent_channels,
                 latents_std=[1.0] * cfg.latent_channels,
             )
@@ -167,11 +175,16 @@ class WanSpec(BackboneSpec):
     # ---- VAE ----------------------------------------------------------------------------------
     def vae_encode(self, vae: nn.Module, video: Tensor, generator: torch.Generator | None = None) -> Tensor:
         self.check_video(video, "Wan vae_encode")
-        self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1)
+        spatial = self.vae_spatial_compression(vae)
+        self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=spatial)
         dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         z = dist.mode() if generator is None else dist.sample(generator)
         mean, std = _latent_stats(vae, z)
         return ((z - mean) / std).permute(0, 2, 1, 3, 4).contiguous()
+
+    def vae_spatial_compression(self, vae: nn.Module) -> int:
+        """×2 per encoder stage but the last (``dim_mult``): 8 for the published VAE."""
+        return 2 ** (len(vae.config.dim_mult) - 1)
 
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         if latents.ndim != 5:

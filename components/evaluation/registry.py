@@ -42,6 +42,7 @@ BUILTIN_METRIC_MODULES: tuple[str, ...] = (
     "contact_violation",
     "skeleton_alignment_pck",
     "mask_skeleton_iou",
+    "person_detect_rate",
 )
 # Keypoints of the conditioning skeleton at or above this confidence count as present.
 SKELETON_MIN_CONFIDENCE = 0.3

@@ -168,7 +168,7 @@ ROWS: tuple[Row, ...] = (
         "pretrain_base",
         "metrics/pretrain_base.json",
         "vae_psnr_val",
-        "tiny VAE reconstruction on val clips (higher is better)",
+        "tiny VAE reconstruction of held-out synthetic clips (higher is better)",
         (("mean-frame baseline", "vae_psnr_mean_frame_val"),),
         unit=" dB",
     ),

@@ -2,7 +2,11 @@
 ``evaluate.optional_metrics`` fails the stage (exit 1, the metric and its error on stderr); listed there
 it is recorded as null with the error as its reason; the noise floor of ``fd_effnet_frames`` is written
 beside it. The failing metric is real: ``fvd_i3d`` given a loadable TorchScript "I3D" that returns one
-number per clip instead of a feature vector (a misconfigured model, not a missing one)."""
+number per clip instead of a feature vector (a misconfigured model, not a missing one).
+
+The same successful run measures the person metrics over two seeds on the prompt set, on clips generated
+from held-out annotated skeletons, with the base alone and on the real clips, and writes them (mean,
+spread, per-seed detail) with the report's detected-keypoint overlays."""
 
 from __future__ import annotations
 
@@ -73,7 +77,28 @@ def work(tmp_path_factory) -> Path:
     )
     rows = [r for p in ing.plan(params) for r in ing.process(p, params, work / "ingest")]
     write_manifest(to_manifest(rows), work / "ingest" / "manifest.parquet")
+    _annotate(work / "ingest", work / "annotate")
     return work
+
+
+def _annotate(ingest_dir: Path, annotate_dir: Path) -> None:
+    """The annotate stage's outputs (annotations, skeleton videos, table) for every ingest clip."""
+    import pandas as pd
+
+    from components.annotation import annotate as an
+    from components.config.schema import AnnotateParams
+
+    ap = AnnotateParams(input=ingest_dir, output=annotate_dir)
+    ann = an.build_annotators(ap)
+    manifest = pd.read_parquet(ingest_dir / "manifest.parquet")
+    out = [an.annotate_clip(r, ap, ingest_dir, annotate_dir, ann) for r in manifest.to_dict("records")]
+    assert sum(r["status"] == "kept" for r in out) >= 2, [r.get("reason") for r in out]
+    pd.DataFrame(out).to_parquet(annotate_dir / "annotations.parquet")
+
+
+PERSON = ["person_detect_rate", "skeleton_alignment_pck"]
+SETS = ["", "_base", "_from_skeleton", "_from_skeleton_base"]
+METRICS = ["fd_effnet_frames", "fd_effnet_frames_reference", "fvd_i3d", "pose_confidence", *PERSON]
 
 
 def _params(work: Path, optional: list[str]) -> str:
@@ -82,9 +107,12 @@ def _params(work: Path, optional: list[str]) -> str:
         evaluate:
           pipeline: {work / "dit"}
           ingest: {work / "ingest"}
+          annotate: {work / "annotate"}
           limit: 2
           steps: 1
-          metrics: [fd_effnet_frames, fd_effnet_frames_reference, fvd_i3d, pose_confidence]
+          seeds: [0, 1]
+          skeleton_clips: 2
+          metrics: {json.dumps(METRICS)}
           optional_metrics: {json.dumps(optional)}
           i3d_path: {work / "bad_i3d.pt"}
           motion_metrics: {work / "no_motion_metrics.json"}
@@ -110,6 +138,55 @@ def test_a_failing_metric_fails_the_stage_unless_it_is_optional(work):
     assert floor is not None and 0 <= floor < metrics["fd_effnet_frames"]  # noise clips vs real renders
     assert metrics["pose_confidence_frames"] == 2 * 9  # 2 generated clips of 9 frames, every one scored
     assert "fd_effnet_frames_reference_reason" not in metrics and "fvd_i3d_frames" not in metrics
+    _check_person_metrics(work, metrics)
+
+
+def _check_person_metrics(work: Path, metrics: dict) -> None:
+    """Every person metric of every clip set: a value in [0, 1] over 2 seeds × 2 clips × 9 frames, its
+    spread, its per-seed values in metrics_detail.json; the real clips once; the report's overlays."""
+    detail = json.loads((work / "rep" / "metrics_detail.json").read_text())
+    for name in PERSON:
+        for suffix in SETS:
+            key = f"{name}{suffix}"
+            assert metrics[key] is not None and 0.0 <= metrics[key] <= 1.0, (
+                key,
+                metrics.get(f"{key}_reason"),
+            )
+            assert metrics[f"{key}_sd"] is not None and metrics[f"{key}_sd"] >= 0.0
+            per_seed = detail[key]["per_seed"]
+            assert sorted(per_seed) == ["0", "1"] and detail[key]["seeds"] == [0, 1]
+            values = [per_seed[s]["value"] for s in ("0", "1")]
+            assert metrics[key] == pytest.approx(sum(values) / 2)
+        # the reference row: the real clips, measured once (no seed, no spread)
+        assert metrics[f"{name}_reference"] is not None and f"{name}_reference_sd" not in metrics
+    for suffix in SETS:  # every frame of every clip is judged for a person
+        assert metrics[f"person_detect_rate{suffix}_frames"] == 2 * 2 * 9
+    assert metrics["person_detect_rate_reference_frames"] == 2 * 9
+    # real renders of a person show one more often than random-weight generations do
+    assert metrics["person_detect_rate_reference"] > metrics["person_detect_rate_from_skeleton"]
+    assert metrics["seeds"] == 2 and metrics["added_generations"] == 2 + 2 * (2 + 2 * 2)
+    assert metrics["added_generation_seconds"] > 0 and detail["timing"]["added_clips"] == 14
+    page = (work / "rep" / "index.html").read_text()
+    assert "From held-out skeletons" in page and "person_detect_rate_from_skeleton_base" in page
+    gifs = {p.name for p in (work / "rep" / "clips").glob("*.gif")}
+    assert {"000_detected.gif", "000_base_alone.gif", "skel000_real.gif", "skel001_detected.gif"} <= gifs
+
+
+def test_held_out_clips_fit_the_pipeline_or_are_set_aside(work):
+    from components.evaluation.run import held_out_clips
+
+    clips, aside = held_out_clips(work / "ingest", work / "annotate", 2, "2d", 9, 32, 48)
+    assert len(clips) == 2 and not aside
+    assert {c.source for c in clips} == {"truth3d"}  # rendered clips: PCK against the exact projection
+    for c in clips:
+        assert c.skeleton.shape == c.video.shape == (9, 32, 48, 3) and c.redrawn
+        assert c.source == ("truth3d" if c.clip_id.startswith("synthetic") else "pose2d")
+        ok = c.confidence >= 0.3
+        assert ok.any() and (c.keypoints[ok] >= -0.5).all()
+        assert (c.keypoints[ok][:, 0] <= 47.5).all() and (c.keypoints[ok][:, 1] <= 31.5).all()
+        assert c.skeleton.any() and c.prompt
+    none, aside = held_out_clips(work / "ingest", work / "annotate", 2, "2d", 100, 32, 48)
+    assert none == [] and aside and all("17 frames, the pipeline generates 100" in a["reason"] for a in aside)
 
 
 def test_optional_metrics_param_is_a_list_of_names():
@@ -117,3 +194,16 @@ def test_optional_metrics_param_is_a_list_of_names():
     assert validate_section("evaluate", {"optional_metrics": ["clipsim"]}).optional_metrics == ["clipsim"]
     with pytest.raises(ConfigError, match="optional_metrics"):
         validate_section("evaluate", {"optional_metrics": "clipsim"})
+
+
+def test_seeds_and_skeleton_clips_params():
+    default = validate_section("evaluate", {})
+    assert (
+        default.seeds == [0, 1, 2]
+        and default.skeleton_clips == 8
+        and str(default.annotate) == "data/annotate"
+    )
+    assert validate_section("evaluate", {"seeds": [3], "skeleton_clips": 0}).seeds == [3]
+    for bad in ({"seeds": []}, {"seeds": [1, 1]}, {"skeleton_clips": -1}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            validate_section("evaluate", bad)

@@ -44,7 +44,7 @@ DEFAULT_SYNTHETIC_CAMERAS = [
     "fixed:azimuth=-90,elevation=5",
     "fixed:azimuth=150,elevation=10",
     "orbit:azimuth=-30,sweep=60",
-    "dolly:distance=5.5,end_distance=3.5",
+    "dolly:distance=4.5,end_distance=2.8",
     "pan:azimuth=20,sweep=30",
 ]
 

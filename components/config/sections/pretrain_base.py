@@ -37,6 +37,11 @@ class PretrainBaseParams(_Strict):
     text_encoder: TokenEncoderParams = TokenEncoderParams()
     vae: TrainPhaseParams = TrainPhaseParams(steps=400, batch_size=4, lr=1e-3)
     vae_beta: float = Field(default=1e-4, ge=0)
+    vae_crop: tuple[int, int, int] | None = Field(
+        default=(9, 32, 48),
+        description="VAE training windows (frames, height, width), a fresh random one per item and step; "
+        "null: whole clips",
+    )
     dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
     cond_dropout: float = Field(default=0.1, ge=0, le=1)
     depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)

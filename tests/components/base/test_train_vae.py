@@ -116,3 +116,31 @@ def test_bad_clips_and_settings_are_refused() -> None:
         train_vae([], spec, vae, phase, progress=False)
     with pytest.raises(ValueError, match="beta"):
         train_vae([moving_shapes(0)], spec, vae, phase, beta=-1.0, progress=False)
+    with pytest.raises(ValueError, match=r"crop \(9, 40, 48\) is larger than the clips"):
+        train_vae([moving_shapes(0)], spec, vae, phase, crop=(9, 40, 48), progress=False)
+    with pytest.raises(ValueError, match=r"crop \(9, 20, 24\) does not fit the VAE.*multiple of 8"):
+        train_vae([moving_shapes(0)], spec, vae, phase, crop=(9, 20, 24), progress=False)
+
+
+def test_random_windows_train_a_x4_vae_that_reconstructs_whole_clips() -> None:
+    """Windows of a third of the frame area, a new one each step; evaluated on the whole clips."""
+    cfg = TinyConfig(sample_frames=9, sample_height=32, sample_width=48, vae_block_channels=(8, 16, 16))
+    spec = get_spec("cogvideox")
+    vae = spec.build_tiny(cfg).vae
+    clips = [moving_shapes(i) for i in range(4)]
+    seen: list[tuple[int, ...]] = []
+    original = vae.encode
+
+    def spy(x, *a, **k):
+        seen.append(tuple(x.shape))
+        return original(x, *a, **k)
+
+    vae.encode = spy
+    phase = TrainPhaseParams(steps=40, batch_size=2, lr=4e-3, warmup_steps=4)
+    before = evaluate_vae(spec, vae, clips, mean_frame(clips))
+    seen.clear()
+    vae, _ = train_vae(clips, spec, vae, phase, crop=(9, 16, 24), calibrate=False, progress=False)
+    after = evaluate_vae(spec, vae, clips, mean_frame(clips))
+    assert seen.count((2, 3, 9, 16, 24)) == 40  # one batch of windows per step
+    assert after["psnr"] > before["psnr"] + 3
+    assert spec.vae_encode(vae, torch.zeros(1, 3, 9, 32, 48)).shape == (1, 3, 4, 8, 12)

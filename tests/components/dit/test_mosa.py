@@ -214,6 +214,22 @@ def test_default_clip_shapes_with_the_conv_skeleton_encoder() -> None:
         mosa(None, x, torch.tensor([500]), torch.randn(1, 6, 384), skeleton_video[..., :64])
 
 
+def test_conv_skeleton_encoder_follows_a_x4_base_vae_and_the_factor_is_saved(tmp_path) -> None:
+    """With a x4 VAE the conv encoder must downsample x4; the factor travels with the saved model."""
+    cfg = TinyConfig(sample_height=32, sample_width=48, vae_block_channels=(8, 16, 16))
+    spec, models = get_spec("cogvideox"), _base("cogvideox", cfg)
+    spatial = spec.vae_spatial_compression(models.vae)
+    mosa_cfg = MoSAConfig(skeleton_encoder="conv", conv_encoder_width=8, num_structure_blocks=1)
+    mosa = MoSATransformer(models.transformer, mosa_cfg, spatial)
+    x = torch.randn(1, 5, 4, 8, 12)  # 17x32x48 clip at x4
+    out = mosa(None, x, torch.tensor([500]), torch.randn(1, 6, 384), torch.rand(1, 3, 17, 32, 48) * 2 - 1)
+    assert spatial == 4 and out["v_pred"].shape == x.shape
+    mosa.save_pretrained(tmp_path / "m")
+    assert MoSATransformer.from_pretrained(tmp_path / "m", models.transformer).spatial_compression == 4
+    with pytest.raises(ValueError, match="spatial_compression: saved 4, base 8"):
+        MoSATransformer.from_pretrained(tmp_path / "m", models.transformer, spatial_compression=8)
+
+
 def test_vae_skeleton_latents_route() -> None:
     models = _base("wan")
     spec = get_spec("wan")

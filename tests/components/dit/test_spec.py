@@ -75,3 +75,35 @@ def test_model_folder_check_names_missing_parts(tmp_path) -> None:
         check_model_folder(tmp_path, "CogVideoX", "x")
     with pytest.raises(FileNotFoundError, match="missing: folder"):
         check_model_folder(tmp_path / "nope", "CogVideoX", "x")
+
+
+def test_tiny_vae_stages_set_the_spatial_factor() -> None:
+    assert TinyConfig(vae_block_channels=(8, 8, 16, 16)).spatial_compression == 8
+    assert TinyConfig(vae_block_channels=(8, 16, 16)).spatial_compression == 4
+    for bad in ((8, 16), (8, 8, 8, 8, 8)):
+        with pytest.raises(ValidationError, match=r"3 .* or 4 .* stage widths"):
+            TinyConfig(vae_block_channels=bad)
+    # a x4 VAE accepts sizes a x8 one refuses, and the check names the factor in use
+    spec = get_spec("cogvideox")
+    assert spec.latent_shape(17, 40, 56, latent_channels=4, patch_size=2, spatial=4) == (5, 4, 10, 14)
+    with pytest.raises(ValueError, match=r"VAE ×8"):
+        spec.latent_shape(17, 40, 56, latent_channels=4, patch_size=2)
+
+
+@pytest.mark.parametrize("name", ["cogvideox", "wan"])
+@pytest.mark.parametrize("channels", [(4, 4, 8), (4, 4, 8, 8)])
+def test_tiny_vae_encodes_at_its_own_spatial_factor(name: str, channels: tuple[int, ...]) -> None:
+    """Three VAE stages compress x4 in space, four x8; time x4 either way, and decode restores the size."""
+    cfg = TinyConfig(
+        vae_block_channels=channels, vae_norm_groups=2, latent_channels=4,
+        sample_frames=9, sample_height=32, sample_width=48,
+    )  # fmt: skip
+    spec = get_spec(name)
+    vae = spec.build_tiny(cfg).vae
+    s = spec.vae_spatial_compression(vae)
+    assert s == cfg.spatial_compression == 2 ** (len(channels) - 1)
+    video = torch.rand(1, 3, 9, 32, 48) * 2 - 1
+    with torch.no_grad():
+        z = spec.vae_encode(vae, video)
+        assert tuple(z.shape) == (1, 3, 4, 32 // s, 48 // s)
+        assert tuple(spec.vae_decode(vae, z).shape) == (1, 3, 9, 32, 48)

@@ -59,7 +59,7 @@ def test_dolly_moves_in_and_pan_turns_view():
     dist = np.linalg.norm(dolly.centers - np.array([0, 0.9, 0]), axis=1)
     np.testing.assert_allclose(dist, [5.0, 4.0, 3.0, 2.0])
     pan = build_cameras(CameraSpec(kind="pan", sweep=40.0, elevation=0), 3, 64, 96)
-    np.testing.assert_allclose(pan.centers, pan.centers[[0, 0, 0]])  # eye fixed
+    np.testing.assert_allclose(pan.centers, pan.centers[[0, 0, 0]], atol=1e-12)  # eye fixed
     uv, _ = project(np.tile([[[0.0, 0.9, 0.0]]], (3, 1, 1)), pan)
     assert uv[0, 0, 0] != pytest.approx(uv[2, 0, 0])  # the target drifts across the image
     assert uv[1, 0, 0] == pytest.approx(47.5)  # centred mid-clip
