@@ -17,6 +17,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
+# DeepSpeed JIT-builds its CPU shared-memory collective op on first use. Two ranks building it at once
+# race (`ld returned 1`, SIGABRT; seen in CI), so it is built once at install, inside the venv.
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/$(VENV)/torch_extensions
 
 MLFLOW_PORT  ?= 5000
 PREFECT_PORT ?= 4200
@@ -42,6 +45,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/ins
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
 	$(PIP) install -q --no-deps $(NODEPS_PKGS)
 	bash infra/browser/install_chromium.sh
+	$(BIN)/python -c "from deepspeed.comm.torch import build_shm_op; assert build_shm_op() is not None"
 	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe; print('install ok: torch', torch.__version__)"
 	touch $(STAMP)
 
