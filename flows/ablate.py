@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     from components.evaluation.registry import VideoSample
     from components.evaluation.run import evaluate_samples
 
+    t0 = time.perf_counter()
     ablate_params: AblateParams = load_section("ablate", params_path)
     train_params: TrainDiTParams = load_section("train_dit", params_path)
     params = variant_params(train_params, ablate_params, variant)
@@ -119,6 +121,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             **{name: r.value for name, r in video.items()},
             **{f"{name}_reason": r.reason for name, r in video.items() if r.value is None},
             "follow_clips": len(out.references),
+            "seconds": round(time.perf_counter() - t0, 2),
         }
         folder = ablate_params.reports / variant
         summary = f"# ablate@{variant}\n\n| metric | value |\n|---|---|\n" + "".join(

@@ -32,6 +32,7 @@ from torch import nn
 
 from components.base.depth import DepthNet, DepthNetConfig
 from components.base.text import TokenTextEncoder, build_token_encoder
+from components.dit.cogvideox_vae import PROJECT_VAE_CLASSES
 from components.dit.spec import BackboneSpec, BaseModels, TinyConfig, get_spec
 from components.io.atomic import atomic_dir
 
@@ -183,7 +184,7 @@ def _load_diffusers_module(folder: Path) -> nn.Module:
     """A diffusers model rebuilt from ``folder/config.json`` with its safetensors (single or sharded)."""
     config_file = _require(folder / "config.json", "model config")
     class_name = json.loads(config_file.read_text(encoding="utf-8")).get("_class_name")
-    cls = getattr(diffusers, class_name or "", None)
+    cls = PROJECT_VAE_CLASSES.get(class_name or "") or getattr(diffusers, class_name or "", None)
     if cls is None:
         raise ValueError(f"{config_file}: unknown diffusers class {class_name!r}; {RUN_STAGE}")
     index = folder / "diffusion_pytorch_model.safetensors.index.json"

@@ -21,6 +21,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXT
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from torch import Tensor, nn
 
+from components.dit.cogvideox_vae import AutoencoderKLCogVideoXPixelNorm
 from components.dit.spec import (
     BackboneSpec,
     BaseModels,
@@ -139,7 +140,7 @@ class CogVideoXSpec(BackboneSpec):
         """Tiny random transformer + VAE (×4 time as the real VAE; ×8 or ×4 space, see ``TinyConfig``) +
         the 5B scheduler."""
         bad = [c for c in cfg.vae_block_channels if c % cfg.vae_norm_groups]
-        if bad:
+        if bad and cfg.vae_norm == "published":
             raise ValueError(
                 f"TinyConfig.vae_block_channels {cfg.vae_block_channels} must be divisible by "
                 f"vae_norm_groups={cfg.vae_norm_groups} (GroupNorm); change either"
@@ -168,7 +169,8 @@ class CogVideoXSpec(BackboneSpec):
                     "use_rotary_positional_embeddings": cfg.rotary,
                 }
             )
-            vae = AutoencoderKLCogVideoX(
+            vae_class = AutoencoderKLCogVideoXPixelNorm if cfg.vae_norm == "pixel" else AutoencoderKLCogVideoX
+            vae = vae_class(
                 in_channels=3,
                 out_channels=3,
                 block_out_channels=cfg.vae_block_channels,

@@ -54,6 +54,13 @@ class TinyConfig(BaseModel):
     )
     vae_layers_per_block: int = Field(1, ge=1)
     vae_norm_groups: int = Field(4, ge=1, description="CogVideoX VAE GroupNorm groups")
+    vae_norm: Literal["published", "pixel"] = Field(
+        "published",
+        description=(
+            "VAE norm layers: 'published' (CogVideoX: GroupNorm), 'pixel' (RMS over channels at every "
+            "position: tiny CogVideoX VAEs keep colour; Wan's VAE normalises this way in both cases)"
+        ),
+    )
     sample_frames: int = Field(17, ge=1, description="clip size the positional tables are built for")
     sample_height: int = Field(96, ge=16)
     sample_width: int = Field(144, ge=16)

@@ -226,6 +226,36 @@ ROWS: tuple[Row, ...] = (
         (("skeleton PCK", "skeleton_alignment_pck"), ("mask–skeleton IoU", "mask_skeleton_iou")),
     ),
     Row(
+        "evaluate",
+        "metrics/evaluate.json",
+        "person_detect_rate",
+        "share of frames generated end to end from text where MediaPipe finds a person "
+        "(mean landmark visibility >= 0.5), mean over seeds",
+        (("±", "person_detect_rate_sd"), ("base alone", "person_detect_rate_base")),
+    ),
+    Row(
+        "evaluate",
+        "metrics/evaluate.json",
+        "person_detect_rate_from_skeleton",
+        "the same, generated from held-out ground-truth skeleton videos",
+        (
+            ("±", "person_detect_rate_from_skeleton_sd"),
+            ("base alone", "person_detect_rate_from_skeleton_base"),
+            ("real clips", "person_detect_rate_reference"),
+        ),
+    ),
+    Row(
+        "evaluate",
+        "metrics/evaluate.json",
+        "skeleton_alignment_pck",
+        "PCK@0.1 of MediaPipe keypoints on generated frames vs the conditioning skeleton",
+        (
+            ("±", "skeleton_alignment_pck_sd"),
+            ("base alone", "skeleton_alignment_pck_base"),
+            ("real clips", "skeleton_alignment_pck_reference"),
+        ),
+    ),
+    Row(
         "register",
         "metrics/register.json",
         "model_version",
@@ -330,6 +360,31 @@ def render_ablate(metrics: Metrics) -> list[str]:
     return lines
 
 
+# Wall time per stage: the ``seconds`` each stage's metrics file records (the last run that wrote it).
+TIMED_STAGES: tuple[str, ...] = (
+    "ingest", "annotate", "pretrain_motion", "pretrain_base", "train_dit", "evaluate",
+)  # fmt: skip
+
+
+def render_times(metrics: Metrics) -> list[str]:
+    """A one-row table of the stages' wall times in minutes (``seconds`` of ``metrics/<stage>.json``)."""
+    names = list(TIMED_STAGES)
+    cells = [fmt(metrics.get(f"metrics/{stage}.json", "seconds") / 60) for stage in TIMED_STAGES]
+    if (metrics.root / ABLATE_SUMMARY).is_file():  # every variant's `seconds`, summed
+        runs = metrics.file(ABLATE_SUMMARY).values()
+        seconds = [r.get("seconds") for r in runs if isinstance(r, dict)]
+        names.append(f"ablate ({len(seconds)} variants)")
+        cells.append("n/a" if None in seconds else fmt(sum(seconds) / 60))
+    return [
+        "",
+        "Stage wall times on the machine that ran them (minutes; `seconds` in `metrics/<stage>.json`):",
+        "",
+        "| " + " | ".join(names) + " |",
+        "|" + "---|" * len(names),
+        "| " + " | ".join(cells) + " |",
+    ]
+
+
 def render_block(root: Path) -> str:
     """The whole generated block, markers included, from the metrics under ``root``."""
     metrics = Metrics(root)
@@ -338,7 +393,7 @@ def render_block(root: Path) -> str:
     if ablate and ablate[0].startswith("|"):
         rows += ablate
         ablate = []
-    return "\n".join([BEGIN, NOTE, "", *rows, *ablate, "", END])
+    return "\n".join([BEGIN, NOTE, "", *rows, *ablate, *render_times(metrics), "", END])
 
 
 def split_readme(text: str, readme: Path) -> tuple[str, str, str]:
