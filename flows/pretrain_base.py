@@ -58,6 +58,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
     """Train the tiny base models and save ``models/base`` (see components/base)."""
     import numpy as np
 
+    from components.annotation.mask import video_detect_rate
     from components.annotation.overlay import save_png
     from components.base.bundle import BaseBundle
     from components.base.depth import DepthNetConfig
@@ -98,6 +99,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         models = spec.build_tiny(tiny)
         vae, vae_history = train_vae(
             train, spec, models.vae, params.vae, beta=params.vae_beta, crop=params.vae_crop,
+            person_weight=params.vae_person_weight, person_crops=params.vae_person_crops,
             seed=params.seed, ckpt_dir=ckpt / "vae", log_fn=logger("vae"),
         )  # fmt: skip
         models.vae = vae
@@ -106,6 +108,11 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         val_real = [s for s in val if not s.has_depth]
         vae_scores = evaluate_vae(spec, vae, val_synthetic, mean_frame(train)) if val_synthetic else {}
         vae_real = evaluate_vae(spec, vae, val_real, mean_frame(train)) if val_real else {}
+        # the detector's verdict on the reconstructions bounds what any sample decoded by this VAE shows
+        recon_detect = (
+            video_detect_rate(vae_scores["reconstructions"]) if val_synthetic else None,
+            video_detect_rate([s.video for s in val_synthetic]) if val_synthetic else None,
+        )
         text = build_token_encoder(
             params.text_encoder.name, params.text_encoder.path, params.text_encoder.max_tokens
         )
@@ -147,6 +154,9 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             "vae_psnr_val": _round(vae_scores.get("psnr")),
             "vae_psnr_mean_frame_val": _round(vae_scores.get("psnr_mean_frame")),
             "vae_psnr_val_clips": vae_scores.get("clips", 0),
+            "vae_psnr_person_val": _round(vae_scores.get("psnr_person")),
+            "vae_recon_person_detect_rate_val": _round(recon_detect[0]),
+            "vae_recon_person_detect_rate_val_reference": _round(recon_detect[1]),
             "vae_psnr_val_real": _round(vae_real.get("psnr")),
             "vae_psnr_val_real_clips": vae_real.get("clips", 0),
             **({} if vae_scores else {"vae_psnr_val_reason": "no held-out synthetic clip in the val split"}),

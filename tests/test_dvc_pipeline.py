@@ -213,6 +213,9 @@ def test_every_stage_runs_and_writes_values(reproduced):
     base = _metrics(repo, "pretrain_base")
     assert base["resumed_from"] is None and base["clips_train"] >= 1
     assert _finite(base["vae_psnr_val"]) and _finite(base["dit_val_loss"])
+    assert _finite(base["vae_psnr_person_val"])  # the rendered bodies of the held-out synthetic clips
+    for key in ("vae_recon_person_detect_rate_val", "vae_recon_person_detect_rate_val_reference"):
+        assert 0.0 <= base[key] <= 1.0, (key, base[key])
 
     dit = _metrics(repo, "train_dit")
     assert dit["steps"] == 24 and dit["resumed_from"] is None and dit["zero_stage"] == 2

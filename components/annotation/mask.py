@@ -21,11 +21,13 @@ import cv2
 import numpy as np
 
 from components.annotation.pose import (
+    PERSON_VISIBILITY_THRESHOLD,
     MediaPipePose,
     PoseEstimator,
     PoseResult,
     check_frames,
     check_model_path,
+    detected_frames,
 )
 
 MASK_ESTIMATORS: tuple[str, ...] = ("mediapipe", "sam")
@@ -226,3 +228,14 @@ def build_mask_estimator(name: str, model_path: str | Path | None = None, **kwar
     if key == "sam":
         return SamAdapter(model_path, **kwargs)
     raise ValueError(f"unknown mask estimator {name!r}; known: {', '.join(MASK_ESTIMATORS)}")
+
+
+def video_detect_rate(videos: list[np.ndarray], threshold: float = PERSON_VISIBILITY_THRESHOLD) -> float:
+    """``person_detect_rate`` for plain uint8 videos ``[T,H,W,3]`` outside an evaluation run: the same
+    judge (MediaPipe pose run with its mask, as the evaluation's ``MetricContext`` runs it) and the
+    same criterion (``detected_frames``), mean over videos of the share of frames. Used on a VAE's
+    reconstructions of real frames: the most a generator decoding through that VAE can reach."""
+    if not videos:
+        raise ValueError("video_detect_rate needs at least one video")
+    est = MediaPipeMask()
+    return float(np.mean([detected_frames(est.with_pose(v)[1], threshold).mean() for v in videos]))

@@ -106,6 +106,20 @@ class PoseResult:
         return out
 
 
+PERSON_VISIBILITY_THRESHOLD = 0.5  # person_detect_rate's default: mean OpenPose-18 visibility
+
+
+def mean_landmark_visibility(pose: PoseResult) -> np.ndarray:
+    """float [T]: per frame, the mean of the 18 keypoint confidences (0 where nobody was found)."""
+    return pose.confidence.mean(axis=1) * pose.found
+
+
+def detected_frames(pose: PoseResult, threshold: float = PERSON_VISIBILITY_THRESHOLD) -> np.ndarray:
+    """bool [T]: a person was found with mean landmark visibility ≥ ``threshold`` (the criterion of
+    ``components.evaluation.person_detect_rate``)."""
+    return pose.found & (mean_landmark_visibility(pose) >= threshold)
+
+
 @runtime_checkable
 class PoseEstimator(Protocol):
     """Frames uint8 [T,H,W,3] RGB → :class:`PoseResult` (one person per frame)."""

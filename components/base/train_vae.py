@@ -12,6 +12,16 @@ new window each step shows far more of the data than a fixed set of crops. Batch
 the step (a per-epoch permutation of the clips, the window, a seeded horizontal flip, the ε noise),
 so a resumed run sees the same data.
 
+Person emphasis (``person_weight``, ``person_crops``; ours, not in the VAE papers): the CPU default's
+people are ~40–60 px tall in 96×144 frames, a few percent of the pixels, and a plain per-pixel loss
+spends the tiny VAE's capacity on sky and floor; its reconstructions blurred the body past what the
+pose detector can read (measured: 0 % of reconstructed held-out frames detected at uniform weight).
+With ``person_weight`` w the reconstruction error inside the rendered body (``truth_mask`` of synthetic
+clips, dilated by ``PERSON_DILATE`` px so the outline counts) weighs w times the rest, normalised by
+the batch's total weight (w = 1 is the plain mean); ``person_crops`` is the share of training windows
+centred (± 8 px) on a random body pixel instead of drawn uniformly. Clips without a body mask (real
+clips) keep weight 1 and uniform windows.
+
 After training, ``calibrate_latents`` sets the VAE's own latent normalisation from the training
 clips' posterior means so the DiT sees roughly unit-variance latents: CogVideoX's single
 ``scaling_factor = 1/std`` (the convention of latent diffusion VAEs), Wan's per-channel
@@ -39,6 +49,7 @@ from components.data.clipset import ClipSample
 from components.dit.spec import BackboneSpec
 
 Recon = Literal["l1", "l2"]
+PERSON_DILATE = 2  # px around the rendered body that count as the person (its outline)
 
 
 def latent_channels(vae: nn.Module) -> int:
@@ -87,17 +98,65 @@ class _VAEObjective(nn.Module):
 
 
 def vae_loss(
-    recon: Tensor, video: Tensor, mean: Tensor, logvar: Tensor, beta: float, kind: Recon = "l1"
+    recon: Tensor,
+    video: Tensor,
+    mean: Tensor,
+    logvar: Tensor,
+    beta: float,
+    kind: Recon = "l1",
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``rec + β·KL`` (see the module docstring) and its parts for logging."""
+    """``rec + β·KL`` (see the module docstring) and its parts for logging; ``weight`` ``[B,1,T,H,W]``
+    (broadcast over colour) weighs each pixel's error, normalised by its sum (None: the plain mean)."""
     if recon.shape != video.shape:
         raise ValueError(f"reconstruction {tuple(recon.shape)} does not match the video {tuple(video.shape)}")
     diff = recon.float() - video.float()
-    rec = diff.abs().mean() if kind == "l1" else diff.square().mean()
+    err = diff.abs() if kind == "l1" else diff.square()
+    if weight is None:
+        rec = err.mean()
+    else:
+        w = weight.float().expand_as(err)
+        rec = (err * w).sum() / w.sum()
     kl = 0.5 * (mean.float().square() + logvar.float().exp() - 1.0 - logvar.float()).mean()
     mse = float(diff.detach().square().mean())
     psnr = 10 * np.log10(4.0 / max(mse, 1e-12))  # peak-to-peak 2 in [-1, 1]
     return rec + beta * kl, {"recon": float(rec.detach()), "kl": float(kl.detach()), "psnr": psnr}
+
+
+def window_origin(
+    full: tuple[int, int, int],
+    size: tuple[int, int, int],
+    mask: np.ndarray | None,
+    person_crops: float,
+    rng: np.random.Generator,
+) -> tuple[int, int, int]:
+    """Start ``(t0, y0, x0)`` of a ``size`` window in a clip of shape ``full`` (frames, height, width):
+    uniform, or with probability ``person_crops`` (when ``mask`` has body pixels in the drawn frames)
+    centred on a random body pixel, jittered by ±8 px and kept inside the frame."""
+    (full_t, full_h, full_w), (t, h, w) = full, size
+    t0, y0, x0 = (int(rng.integers(0, a - b + 1)) for a, b in ((full_t, t), (full_h, h), (full_w, w)))
+    if mask is not None and rng.random() < person_crops:
+        ys, xs = np.nonzero(mask[t0 : t0 + t].any(axis=0))
+        if len(ys):
+            j = int(rng.integers(len(ys)))
+            y0 = int(np.clip(ys[j] - h // 2 + rng.integers(-8, 9), 0, full_h - h))
+            x0 = int(np.clip(xs[j] - w // 2 + rng.integers(-8, 9), 0, full_w - w))
+    return t0, y0, x0
+
+
+def person_masks(samples: Sequence[ClipSample], dilate: int = PERSON_DILATE) -> list[np.ndarray | None]:
+    """Per clip the rendered body's pixels bool ``[T,H,W]`` grown by ``dilate`` px (None without one)."""
+    from scipy.ndimage import binary_dilation
+
+    out: list[np.ndarray | None] = []
+    for s in samples:
+        m = s.truth_mask
+        if m is None or not m.any():
+            out.append(None)
+            continue
+        size = 2 * dilate + 1
+        out.append(binary_dilation(m, structure=np.ones((1, size, size), bool)) if dilate > 0 else m.copy())
+    return out
 
 
 def train_vae(
@@ -110,6 +169,8 @@ def train_vae(
     recon: Recon = "l1",
     flip: bool = True,
     crop: tuple[int, int, int] | None = None,
+    person_weight: float = 1.0,
+    person_crops: float = 0.0,
     seed: int = 0,
     calibrate: bool = True,
     ckpt_dir: Path | str | None = None,
@@ -119,11 +180,16 @@ def train_vae(
     """Train ``vae`` (e.g. ``spec.build_tiny(tiny).vae``) on the clips; returns it frozen and the history.
 
     ``beta`` weighs the KL term, ``recon`` picks L1 or L2, ``flip`` mirrors half the clips, ``crop``
-    trains on random ``(frames, height, width)`` windows; with ``calibrate`` the latent normalisation
-    is fitted afterwards on the whole clips (``calibrate_latents``).
+    trains on random ``(frames, height, width)`` windows, ``person_weight``/``person_crops`` emphasise
+    the rendered body (module docstring); with ``calibrate`` the latent normalisation is fitted
+    afterwards on the whole clips (``calibrate_latents``).
     """
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
+    if person_weight < 1:
+        raise ValueError(f"person_weight must be >= 1 (1: every pixel alike), got {person_weight}")
+    if not 0 <= person_crops <= 1:
+        raise ValueError(f"person_crops is a share of the windows and must lie in [0, 1], got {person_crops}")
     if recon not in ("l1", "l2"):
         raise ValueError(f"recon must be 'l1' or 'l2', got {recon!r}")
     spatial = spec.vae_spatial_compression(vae)
@@ -139,28 +205,40 @@ def train_vae(
         t, h, w = ct, ch, cw
     f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1, spatial=spatial)
     videos = [unit_video(s.video, s.clip_id) for s in samples]
+    emphasis = person_weight > 1 or person_crops > 0
+    masks = person_masks(samples) if emphasis else [None] * len(samples)
+    weights = [
+        None if m is None else torch.from_numpy(1.0 + (person_weight - 1.0) * m.astype(np.float32))
+        for m in masks
+    ]
     n, bsz = len(videos), phase.batch_size
-
-    def window(v: Tensor, rng: np.random.Generator) -> Tensor:
-        if crop is None:
-            return v
-        sizes = zip(v.shape[1:], (t, h, w), strict=True)
-        t0, y0, x0 = (int(rng.integers(0, full - size + 1)) for full, size in sizes)
-        return v[:, t0 : t0 + t, y0 : y0 + h, x0 : x0 + w]
 
     def batches(step: int) -> dict[str, Tensor]:
         rng = np.random.default_rng([seed, step, 1])
-        items = []
+        items, item_w = [], []
         for k in range(bsz):
-            v = window(videos[epoch_index(step, k, bsz, n, seed)], rng)
-            items.append(v.flip(-1) if flip and rng.random() < 0.5 else v)
+            i = epoch_index(step, k, bsz, n, seed)
+            v, wt = videos[i], weights[i]
+            if wt is None:
+                wt = torch.ones(v.shape[1:]) if emphasis else None
+            if crop is not None:
+                t0, y0, x0 = window_origin(v.shape[1:], (t, h, w), masks[i], person_crops, rng)
+                v = v[:, t0 : t0 + t, y0 : y0 + h, x0 : x0 + w]
+                wt = None if wt is None else wt[t0 : t0 + t, y0 : y0 + h, x0 : x0 + w]
+            if flip and rng.random() < 0.5:
+                v, wt = v.flip(-1), (None if wt is None else wt.flip(-1))
+            items.append(v)
+            item_w.append(wt)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        return {"video": torch.stack(items), "noise": torch.randn(bsz, c, f, lh, lw, generator=g)}
+        batch = {"video": torch.stack(items), "noise": torch.randn(bsz, c, f, lh, lw, generator=g)}
+        if emphasis:
+            batch["weight"] = torch.stack(item_w).unsqueeze(1)
+        return batch
 
     def loss_fn(engine: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         dtype = next(engine.module.parameters()).dtype
         rec, mean, logvar = engine(batch["video"].to(dtype), batch["noise"].to(dtype))
-        return vae_loss(rec, batch["video"], mean, logvar, beta, recon)
+        return vae_loss(rec, batch["video"], mean, logvar, beta, recon, batch.get("weight"))
 
     vae.train().requires_grad_(True)
     trained, history = fit_phase(
@@ -219,10 +297,23 @@ def reconstruct(spec: BackboneSpec, vae: nn.Module, frames: np.ndarray) -> np.nd
 def evaluate_vae(
     spec: BackboneSpec, vae: nn.Module, samples: Sequence[ClipSample], baseline: np.ndarray
 ) -> dict[str, float | int]:
-    """Mean PSNR over ``samples`` of the reconstructions and of the ``baseline`` frame (``mean_frame``)."""
+    """Mean PSNR over ``samples`` of the reconstructions and of the ``baseline`` frame (``mean_frame``);
+    with rendered bodies (``truth_mask``) also ``psnr_person``, the PSNR over the body's pixels (dilated
+    as in training), mean over those clips. ``reconstructions`` holds the uint8 frames, for callers
+    that judge them further (e.g. a pose detector)."""
     if not samples:
         raise ValueError("evaluate_vae needs at least one held-out clip")
     vae.eval()
-    ours = [psnr(reconstruct(spec, vae, s.video), s.video) for s in samples]
+    recs = [reconstruct(spec, vae, s.video) for s in samples]
+    ours = [psnr(r, s.video) for r, s in zip(recs, samples, strict=True)]
     base = [psnr(np.broadcast_to(baseline, s.video.shape), s.video) for s in samples]
-    return {"psnr": float(np.mean(ours)), "psnr_mean_frame": float(np.mean(base)), "clips": len(samples)}
+    body = [
+        psnr(r[m], s.video[m])
+        for r, s, m in zip(recs, samples, person_masks(samples), strict=True)
+        if m is not None
+    ]
+    out: dict = {"psnr": float(np.mean(ours)), "psnr_mean_frame": float(np.mean(base)), "clips": len(samples)}
+    if body:
+        out.update(psnr_person=float(np.mean(body)), person_clips=len(body))
+    out["reconstructions"] = recs
+    return out

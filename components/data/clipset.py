@@ -33,7 +33,8 @@ class ClipSample:
     annotation); ``mask`` bool [T,H,W]; ``tracks`` float32 [T,N,2] pixels with ``track_visible`` bool
     [T,N]; ``depth`` float32 [T,H,W] metres and ``K``/``R``/``t`` ([T,3,3], [T,3,3], [T,3]) only for
     synthetic clips; ``truth_keypoints`` float32 [T,18,2] pixels and ``truth_visible`` bool [T,18] —
-    the OpenPose-18 projection of the clip's 3D joints — only for synthetic clips.
+    the OpenPose-18 projection of the clip's 3D joints — and ``truth_mask`` bool [T,H,W] (the rendered
+    body's pixels; ``mask`` is the annotate stage's detected one) only for synthetic clips.
     """
 
     clip_id: str
@@ -51,6 +52,7 @@ class ClipSample:
     t: np.ndarray | None = None
     truth_keypoints: np.ndarray | None = None
     truth_visible: np.ndarray | None = None
+    truth_mask: np.ndarray | None = None
 
     @property
     def annotated(self) -> bool:
@@ -128,6 +130,7 @@ def load_sample(row: dict, ingest_dir: Path, annotate_dir: Path | None = None) -
             s.R, s.t = np.asarray(gt.R, np.float32), np.asarray(gt.t, np.float32)
             s.truth_keypoints = np.asarray(gt.keypoints2d, np.float32)
             s.truth_visible = np.asarray(gt.visible, bool)
+            s.truth_mask = np.asarray(gt.mask, bool)
     if s.mask is not None and s.mask.shape != video.shape[:3]:
         raise ClipSetError(f"{s.clip_id}: mask {s.mask.shape} does not match the video {video.shape[:3]}")
     return s

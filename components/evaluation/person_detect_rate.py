@@ -22,9 +22,11 @@ scores and are not comparable; ``details["estimator"]`` names it.
 
 from __future__ import annotations
 
-import numpy as np
-
-from components.annotation.pose import PoseResult
+from components.annotation.pose import (  # noqa: F401 (the metric's criterion, defined beside PoseResult)
+    PERSON_VISIBILITY_THRESHOLD,
+    detected_frames,
+    mean_landmark_visibility,
+)
 from components.evaluation.registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
@@ -34,17 +36,7 @@ from components.evaluation.registry import (
 )
 
 NAME = "person_detect_rate"
-DEFAULT_THRESHOLD = 0.5
-
-
-def mean_landmark_visibility(pose: PoseResult) -> np.ndarray:
-    """float [T]: per frame, the mean of the 18 keypoint confidences (0 where nobody was found)."""
-    return pose.confidence.mean(axis=1) * pose.found
-
-
-def detected_frames(pose: PoseResult, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
-    """bool [T]: a person was found with mean landmark visibility ≥ ``threshold``."""
-    return pose.found & (mean_landmark_visibility(pose) >= threshold)
+DEFAULT_THRESHOLD = PERSON_VISIBILITY_THRESHOLD
 
 
 @register(NAME, higher_is_better=True)

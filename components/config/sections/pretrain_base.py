@@ -42,6 +42,14 @@ class PretrainBaseParams(_Strict):
         description="VAE training windows (frames, height, width), a fresh random one per item and step; "
         "null: whole clips",
     )
+    vae_person_weight: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="reconstruction weight inside the rendered body vs the rest (1: every pixel alike)",
+    )
+    vae_person_crops: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="share of VAE training windows centred on the body"
+    )
     dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
     cond_dropout: float = Field(default=0.1, ge=0, le=1)
     depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)

@@ -19,6 +19,7 @@ from components.annotation.mask import (
     keep_large_components,
     keypoint_prompt_boxes,
     mask_from_probability,
+    video_detect_rate,
 )
 from components.annotation.pose import PoseResult
 from components.motion.camera import CameraSpec
@@ -157,3 +158,14 @@ def test_factory_and_validation(tmp_path):
         MediaPipeMask(threshold=1.5)
     with pytest.raises(ValueError, match="min_area"):
         MediaPipeMask(min_area=-0.1)
+
+
+def test_video_detect_rate_finds_a_rendered_person_and_not_a_blurred_one(walk_masks):
+    """The person_detect_rate judge on plain videos: a render passes, the same render blurred past
+    recognition (what a too-small VAE returns) does not, an empty list is an error."""
+    frames = walk_masks[0]
+    sharp = video_detect_rate([frames])
+    blurred = video_detect_rate([np.stack([cv2.GaussianBlur(f, (0, 0), 6.0) for f in frames])])
+    assert sharp >= 0.8 and blurred < sharp - 0.5
+    with pytest.raises(ValueError, match="at least one video"):
+        video_detect_rate([])
