@@ -175,6 +175,21 @@ ROWS: tuple[Row, ...] = (
     Row(
         "pretrain_base",
         "metrics/pretrain_base.json",
+        "vae_psnr_person_val",
+        "the same PSNR over the rendered body's pixels only (the part a person detector reads)",
+        unit=" dB",
+    ),
+    Row(
+        "pretrain_base",
+        "metrics/pretrain_base.json",
+        "vae_recon_person_detect_rate_val",
+        "`person_detect_rate` of the VAE's reconstructions of held-out synthetic clips: the most any "
+        "sample decoded by this VAE can reach",
+        (("original clips", "vae_recon_person_detect_rate_val_reference"),),
+    ),
+    Row(
+        "pretrain_base",
+        "metrics/pretrain_base.json",
         "dit_val_loss",
         "base DiT v-prediction loss on val clips",
         (("train clips", "clips_train"),),

@@ -50,12 +50,13 @@ def trained(tmp_path_factory):
             pretrain_motion:
               input: data/motions
               window: 16
+              variants: {enabled: false}
               vqvae: {codebook_size: 32, width: 32, code_dim: 32, depth: 1}
               generator: {codebook_size: 32, dim: 32, layers: 1, heads: 2}
               evaluator: {hidden_dim: 32, embed_dim: 16}
               train_vqvae: {steps: 12, batch_size: 8, warmup_steps: 2, checkpoint_every: 5}
               train_generator: {steps: 12, batch_size: 8, warmup_steps: 2, checkpoint_every: 5}
-              evaluation: {window: 8, stride: 2, replications: 2, mm_prompts: 2, mm_samples: 2,
+              evaluation: {window: 8, stride: 4, replications: 2, mm_prompts: 2, mm_samples: 2,
                            evaluator_steps: 10}
             """
         )
