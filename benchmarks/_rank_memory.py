@@ -5,7 +5,8 @@ benchmarks/_rank_memory.py --out DIR --zero-stage S ...``. Each rank writes ``DI
 its peak resident set size (``ru_maxrss``), the RSS peak reached before the model was built (imports
 and the process group), and the bytes of optimizer state it holds. ZeRO stage 0 is DeepSpeed's
 plain data parallelism (every rank keeps all optimizer state and all gradients, gradients are
-all-reduced), the DDP equivalent; ZeRO-2 keeps 1/N of the optimizer state and gradients per rank.
+all-reduced), the DDP equivalent; ZeRO-2 keeps 1/N of the optimizer state and gradients per rank;
+ZeRO-3 also 1/N of the parameters (gathered layer by layer for the forward and backward).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def optimizer_state_bytes(optimizer: object) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="directory for rank<r>.json")
-    ap.add_argument("--zero-stage", type=int, choices=(0, 1, 2), required=True)
+    ap.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3), required=True)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--width", type=int, default=2048)
     ap.add_argument("--depth", type=int, default=6)

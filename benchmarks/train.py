@@ -11,10 +11,13 @@ Three measurements, taken in one run so that their ratios compare like with like
    synthetic humans rendered from DeepMimic mocap with exact masks, keypoint tracks and cameras; the
    captions go through the packaged MiniLM token encoder.
 2. **Memory per rank.** ``_rank_memory.py`` trains an MLP with AdamW under ``torchrun`` on 2 CPU
-   ranks (gloo), once with ZeRO-2 and once with ZeRO stage 0, which is DeepSpeed's plain data
+   ranks (gloo), with ZeRO-2, with ZeRO-3 and with ZeRO stage 0, which is DeepSpeed's plain data
    parallelism (the DDP equivalent: full optimizer state and gradients on every rank, gradients
    all-reduced). Each rank reports its peak RSS and the bytes of optimizer state it holds; the
-   maximum over ranks is kept.
+   maximum over ranks is kept. The default MLP has ~201 M parameters (12 layers of 4096×4096), a size
+   at which parameters, gradients and Adam's two moments (16 bytes per parameter in fp32) dominate
+   the process; at 25 M the interpreter, torch and DeepSpeed's buffers did (ZeRO-2 measured 1.05×
+   stage 0's peak RSS there).
 3. **FLOP use.** The fp32 matmul peak of this machine (best of a few ``n×n @ n×n`` products at the
    step benchmark's thread count) and the FLOPs of one forward+backward of each step counted by
    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention only; the
@@ -96,11 +99,11 @@ class TrainBenchConfig(BaseModel):
     steps: int = Field(10, ge=1, description="updates in the median")
     threads: int | None = Field(1, ge=1, description="torch threads for steps and matmul; None: current")
     mem_ranks: int = Field(2, ge=2)
-    mem_width: int = Field(2048, ge=1, description="MLP width of the memory run")
-    mem_depth: int = Field(6, ge=1, description="MLP layers of the memory run (≈ depth·width² parameters)")
+    mem_width: int = Field(4096, ge=1, description="MLP width of the memory run")
+    mem_depth: int = Field(12, ge=1, description="MLP layers of the memory run (≈ depth·width² parameters)")
     mem_steps: int = Field(3, ge=1)
     mem_micro_batch: int = Field(8, ge=1)
-    mem_timeout_s: float = Field(300.0, gt=0, description="per torchrun launch")
+    mem_timeout_s: float = Field(600.0, gt=0, description="per torchrun launch")
     matmul_size: int = Field(2048, ge=1)
     matmul_repeats: int = Field(5, ge=1)
 
@@ -451,32 +454,37 @@ def rank_memory(stage: int, cfg: TrainBenchConfig, out_dir: Path) -> list[dict[s
     return reports
 
 
+ZERO_RUNS = {"zero2": 2, "zero3": 3, "ddp": 0}  # name -> DeepSpeed ZeRO stage of the memory runs
+
+
 def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
-    """Per-rank peak RSS and optimizer state, ZeRO-2 vs stage 0 (max over ranks), and their ratios."""
+    """Per-rank peak RSS and optimizer state of ZeRO-2 and ZeRO-3 vs stage 0 (max over ranks), and
+    their ratios to stage 0."""
     cfg = cfg or TrainBenchConfig()
     with tempfile.TemporaryDirectory(prefix="mosa-bench-zero-") as tmp:
-        runs = {
-            "zero2": rank_memory(2, cfg, Path(tmp) / "zero2"),
-            "ddp": rank_memory(0, cfg, Path(tmp) / "ddp"),
-        }
+        runs = {name: rank_memory(stage, cfg, Path(tmp) / name) for name, stage in ZERO_RUNS.items()}
     mb = 2**20
     peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
     grown = {k: max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in v) for k, v in runs.items()}
     state = {k: max(r["optimizer_state_bytes"] for r in v) / mb for k, v in runs.items()}
-    return {
+    out: Figures = {
         "memory_config": cfg.describe_memory(),
         "memory_ddp_is": DDP_NOTE,
         "memory_model_params": int(runs["ddp"][0]["parameters"]),
-        "zero2_peak_rss_mb": _sig(peak["zero2"]),
         "ddp_peak_rss_mb": _sig(peak["ddp"]),
-        "zero2_over_ddp_rss": _sig(peak["zero2"] / peak["ddp"]),
-        "zero2_rss_above_start_mb": _sig(grown["zero2"]),
         "ddp_rss_above_start_mb": _sig(grown["ddp"]),
-        "zero2_over_ddp_rss_above_start": _sig(grown["zero2"] / grown["ddp"]),
-        "zero2_optimizer_state_mb": _sig(state["zero2"]),
         "ddp_optimizer_state_mb": _sig(state["ddp"]),
-        "zero2_over_ddp_optimizer_state": _sig(state["zero2"] / state["ddp"]),
     }
+    for name in ZERO_RUNS:
+        if name == "ddp":
+            continue
+        out[f"{name}_peak_rss_mb"] = _sig(peak[name])
+        out[f"{name}_over_ddp_rss"] = _sig(peak[name] / peak["ddp"])
+        out[f"{name}_rss_above_start_mb"] = _sig(grown[name])
+        out[f"{name}_over_ddp_rss_above_start"] = _sig(grown[name] / grown["ddp"])
+        out[f"{name}_optimizer_state_mb"] = _sig(state[name])
+        out[f"{name}_over_ddp_optimizer_state"] = _sig(state[name] / state["ddp"])
+    return out
 
 
 # ---------------------------------------------------------------- all of it

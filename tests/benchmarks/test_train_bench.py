@@ -151,20 +151,28 @@ def test_step_figures_are_positive_and_consistent(figures) -> None:
     assert f["mosa_trainable_params"] > 0 and f["base_trainable_params"] > 0
 
 
-def test_zero2_holds_half_the_optimizer_state_per_rank(figures) -> None:
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_zero2_and_zero3_hold_half_the_optimizer_state_per_rank(figures, zero) -> None:
     f = figures
     params = f["memory_model_params"]
     assert params == 2 * (512 * 512 + 512)
     # stage 0 (plain data parallel): every rank holds Adam's two fp32 moments of every parameter
     assert f["ddp_optimizer_state_mb"] == pytest.approx(2 * 4 * params / 2**20, rel=1e-3)
-    assert f["zero2_optimizer_state_mb"] < 0.75 * f["ddp_optimizer_state_mb"]
-    assert f["zero2_optimizer_state_mb"] > 0.4 * f["ddp_optimizer_state_mb"]
-    assert f["zero2_over_ddp_optimizer_state"] == pytest.approx(
-        f["zero2_optimizer_state_mb"] / f["ddp_optimizer_state_mb"], rel=2e-3
+    assert f[f"{zero}_optimizer_state_mb"] < 0.75 * f["ddp_optimizer_state_mb"]
+    assert f[f"{zero}_optimizer_state_mb"] > 0.4 * f["ddp_optimizer_state_mb"]
+    assert f[f"{zero}_over_ddp_optimizer_state"] == pytest.approx(
+        f[f"{zero}_optimizer_state_mb"] / f["ddp_optimizer_state_mb"], rel=2e-3
     )
-    for key in ("zero2_peak_rss_mb", "ddp_peak_rss_mb", "zero2_rss_above_start_mb", "ddp_rss_above_start_mb"):
+    for key in (
+        f"{zero}_peak_rss_mb",
+        "ddp_peak_rss_mb",
+        f"{zero}_rss_above_start_mb",
+        "ddp_rss_above_start_mb",
+    ):
         assert f[key] > 0, key
-    assert f["zero2_over_ddp_rss"] == pytest.approx(f["zero2_peak_rss_mb"] / f["ddp_peak_rss_mb"], rel=2e-3)
+    assert f[f"{zero}_over_ddp_rss"] == pytest.approx(
+        f[f"{zero}_peak_rss_mb"] / f["ddp_peak_rss_mb"], rel=2e-3
+    )
     assert "stage 0" in f["memory_ddp_is"] and "DDP" in f["memory_ddp_is"]
 
 
