@@ -3,10 +3,12 @@
 Launched by ``benchmarks/train.py`` as ``python -m torch.distributed.run --nproc_per_node N
 benchmarks/_rank_memory.py --out DIR --zero-stage S ...``. Each rank writes ``DIR/rank<r>.json`` with
 its peak resident set size (``ru_maxrss``), the RSS peak reached before the model was built (imports
-and the process group), and the bytes of optimizer state it holds. ZeRO stage 0 is DeepSpeed's
-plain data parallelism (every rank keeps all optimizer state and all gradients, gradients are
-all-reduced), the DDP equivalent; ZeRO-2 keeps 1/N of the optimizer state and gradients per rank;
-ZeRO-3 also 1/N of the parameters (gathered layer by layer for the forward and backward).
+and the process group), its RSS after the last step (``rss_after_mb``: what training keeps resident,
+without the start-up transients the peak also counts), and the bytes of optimizer state it holds.
+ZeRO stage 0 is DeepSpeed's plain data parallelism (every rank keeps all optimizer state and all
+gradients, gradients are all-reduced), the DDP equivalent; ZeRO-2 keeps 1/N of the optimizer state
+and gradients per rank; ZeRO-3 also 1/N of the parameters (gathered layer by layer for the forward and
+backward), built partitioned from the start (``deepspeed.zero.Init``).
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ import sys
 import time
 from pathlib import Path
 
-import deepspeed  # noqa: F401  (imported before the baseline RSS is taken)
+import deepspeed  # imported before the baseline RSS is taken
+import psutil
 import torch
 from torch import Tensor, nn
 
-from components.training.engine import EngineConfig, Trainer, ensure_distributed, seed_everything
+from components.training.engine import (
+    EngineConfig,
+    Trainer,
+    build_ds_config,
+    ensure_distributed,
+    seed_everything,
+)
 
 
 def peak_rss_mb() -> float:
@@ -81,8 +90,6 @@ def main() -> None:
 
     rank, world = ensure_distributed()
     baseline = peak_rss_mb()
-    model = make_mlp(args.width, args.depth)
-    params = sum(p.numel() for p in model.parameters())
     cfg = EngineConfig(
         zero_stage=args.zero_stage,
         lr=1e-4,
@@ -91,6 +98,11 @@ def main() -> None:
         grad_clip=1.0,
         precision="fp32",
     )
+    # ZeRO-3 builds the model partitioned (deepspeed.zero.Init): no rank ever holds all of it, as a
+    # real ZeRO-3 run of a model too big for one device must
+    with deepspeed.zero.Init(config_dict_or_path=build_ds_config(cfg), enabled=args.zero_stage == 3):
+        model = make_mlp(args.width, args.depth)
+    params = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters())
 
     def loss_fn(engine: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
         x, y = batch
@@ -116,6 +128,7 @@ def main() -> None:
         "final_loss": result.final_loss,
         "seconds": seconds,
         "peak_rss_mb": peak_rss_mb(),
+        "rss_after_mb": psutil.Process().memory_info().rss / 2**20,
         "baseline_rss_mb": baseline,
         "optimizer_state_bytes": optimizer_state_bytes(trainer.engine.optimizer),
     }

@@ -467,6 +467,7 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
     peak = {k: max(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
     grown = {k: max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in v) for k, v in runs.items()}
     state = {k: max(r["optimizer_state_bytes"] for r in v) / mb for k, v in runs.items()}
+    after = {k: max(r["rss_after_mb"] for r in v) for k, v in runs.items()}
     out: Figures = {
         "memory_config": cfg.describe_memory(),
         "memory_ddp_is": DDP_NOTE,
@@ -474,6 +475,7 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
         "ddp_peak_rss_mb": _sig(peak["ddp"]),
         "ddp_rss_above_start_mb": _sig(grown["ddp"]),
         "ddp_optimizer_state_mb": _sig(state["ddp"]),
+        "ddp_rss_after_mb": _sig(after["ddp"]),
     }
     for name in ZERO_RUNS:
         if name == "ddp":
@@ -484,6 +486,8 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
         out[f"{name}_over_ddp_rss_above_start"] = _sig(grown[name] / grown["ddp"])
         out[f"{name}_optimizer_state_mb"] = _sig(state[name])
         out[f"{name}_over_ddp_optimizer_state"] = _sig(state[name] / state["ddp"])
+        out[f"{name}_rss_after_mb"] = _sig(after[name])
+        out[f"{name}_over_ddp_rss_after"] = _sig(after[name] / after["ddp"])
     return out
 
 

@@ -173,6 +173,11 @@ def test_zero2_and_zero3_hold_half_the_optimizer_state_per_rank(figures, zero) -
     assert f[f"{zero}_over_ddp_rss"] == pytest.approx(
         f[f"{zero}_peak_rss_mb"] / f["ddp_peak_rss_mb"], rel=2e-3
     )
+    # what training keeps resident after the steps, without the start-up transients of the peak
+    assert 0 < f[f"{zero}_rss_after_mb"] <= f[f"{zero}_peak_rss_mb"] * 1.01
+    assert f[f"{zero}_over_ddp_rss_after"] == pytest.approx(
+        f[f"{zero}_rss_after_mb"] / f["ddp_rss_after_mb"], rel=2e-3
+    )
     assert "stage 0" in f["memory_ddp_is"] and "DDP" in f["memory_ddp_is"]
 
 
