@@ -25,13 +25,14 @@ MLFLOW_PORT  ?= 5000
 PREFECT_PORT ?= 4200
 SERVICES     := .services
 
-.PHONY: help install run test test-all lint bench readme services services-stop clean
+.PHONY: help install run test test-all lint bench gpu-check readme services services-stop clean
 
 help:
 	@echo "make run        install, then dvc repro (the whole pipeline on the embedded default)"
 	@echo "make test       install, then the test suite (what CI runs)"
 	@echo "make test-all   the test suite including slow end-to-end tests"
 	@echo "make bench      benchmarks -> table + metrics/bench.json"
+	@echo "make gpu-check  on one CUDA GPU: the GPU profiles trained 3 steps -> metrics/gpu_check.json"
 	@echo "make services   mlflow server :$(MLFLOW_PORT) and prefect server :$(PREFECT_PORT) in the background"
 	@echo "make services-stop"
 
@@ -63,6 +64,12 @@ lint: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# On a GPU node (needs a CUDA build of torch in the venv): 3 ZeRO-2 training steps per GPU profile at the
+# profile's clip size, memory vs `mosa plan-memory`, step time, MFU. The CPU version is a test:
+# `python -m benchmarks.gpu_check --tiny`.
+gpu-check: install
+	$(BIN)/python -m benchmarks.gpu_check
 
 # Rewrite the README's "Current state" table from metrics/*.json (tests/infra/test_readme_state.py checks
 # it). Standard library only, so no install first.

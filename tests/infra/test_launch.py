@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAUNCH = REPO / "infra" / "launch"
 SCRIPTS = [
     "torchrun_local.sh",
+    "torchrun_multinode.sh",
     "deepspeed_multinode.sh",
     "slurm_train_dit.sbatch",
     "slurm_pretrain_motion.sbatch",
@@ -50,7 +51,9 @@ def _script(path: Path, body: str) -> None:
 def _run(script: str, *args: str, fake: tuple[Path, Path], **env: str) -> subprocess.CompletedProcess:
     bin_dir, log = fake
     clean = {
-        k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "NUM_", "DRY_RUN"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "MASTER_", "NUM_", "DRY_RUN", "NNODES", "NODE_RANK", "NPROC"))
     }
     clean.pop("PREFECT_API_URL", None)
     full = {**clean, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LAUNCH_LOG": str(log), **env}
@@ -101,7 +104,7 @@ def test_unknown_stage_refused_before_launching(script, stage, fake_bin):
     assert not fake_bin[1].exists()  # no launcher was called
 
 
-@pytest.mark.parametrize("script", ["torchrun_local.sh", "deepspeed_multinode.sh"])
+@pytest.mark.parametrize("script", ["torchrun_local.sh", "deepspeed_multinode.sh", "torchrun_multinode.sh"])
 def test_missing_stage_refused(script, fake_bin):
     proc = _run(script, fake=fake_bin, HOSTFILE=str(LAUNCH / "hostfile.example"))
     assert proc.returncode == 2
@@ -146,6 +149,72 @@ def test_torchrun_local_launches_from_the_repository_root(stage, fake_bin):
         f"torchrun {REPO} --standalone --nproc_per_node 2 -m flows.{stage} --params params.yaml"
     ]
     assert "PREFECT_API_URL is unset" in proc.stderr
+
+
+MULTINODE = {"NNODES": "2", "NODE_RANK": "1", "MASTER_ADDR": "node-a"}
+
+
+def test_torchrun_multinode_dry_run_prints_the_command(fake_bin):
+    proc = _run("torchrun_multinode.sh", "train_dit", fake=fake_bin, DRY_RUN="1", **MULTINODE)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        *("torchrun", "--nnodes", "2", "--node_rank", "1", "--nproc_per_node", "1"),
+        *("--master_addr", "node-a", "--master_port", "29500"),
+        *("-m", "flows.train_dit", "--params", "params.yaml"),
+    ]
+    custom = {**MULTINODE, "NNODES": "4", "NODE_RANK": "3", "MASTER_PORT": "6000", "NPROC_PER_NODE": "8"}
+    proc = _run("torchrun_multinode.sh", "pretrain_motion", "--x", fake=fake_bin, DRY_RUN="1", **custom)
+    assert proc.stdout.split()[1:13] == [
+        *("--nnodes", "4", "--node_rank", "3", "--nproc_per_node", "8"),
+        *("--master_addr", "node-a", "--master_port", "6000", "-m", "flows.pretrain_motion"),
+    ]
+    assert proc.stdout.split()[-1] == "--x" and not fake_bin[1].exists()
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"NNODES": ""}, "NNODES is not set"),
+        ({"NODE_RANK": ""}, "NODE_RANK is not set"),
+        ({"MASTER_ADDR": ""}, "MASTER_ADDR is not set"),
+        ({"NNODES": "0"}, "NNODES='0' is not a positive integer"),
+        ({"NODE_RANK": "2"}, "NODE_RANK='2' must be an integer in 0..1 (NNODES=2)"),
+        ({"NODE_RANK": "-1"}, "NODE_RANK='-1' must be an integer in 0..1"),
+        ({"NODE_RANK": "01"}, "NODE_RANK='01' must be an integer in 0..1"),
+        ({"MASTER_ADDR": "a b"}, "MASTER_ADDR='a b' is not a host name or address"),
+        ({"MASTER_PORT": "70000"}, "MASTER_PORT='70000' is not a port number"),
+        ({"MASTER_PORT": "port"}, "MASTER_PORT='port' is not a port number"),
+        ({"NPROC_PER_NODE": "0"}, "NPROC_PER_NODE='0' is not a positive integer"),
+    ],
+)
+def test_torchrun_multinode_rejects_bad_settings(knobs, message, fake_bin):
+    env = {k: v for k, v in {**MULTINODE, **knobs}.items() if v}
+    proc = _run("torchrun_multinode.sh", "train_dit", fake=fake_bin, DRY_RUN="1", **env)
+    assert proc.returncode == 2 and f"error: {message}" in proc.stderr, proc.stderr
+    assert proc.stdout == "" and not fake_bin[1].exists()
+
+
+def test_torchrun_multinode_runs_in_the_workdir_with_the_repository_importable(fake_bin, tmp_path):
+    work = tmp_path / "node1"
+    work.mkdir()
+    missing = _run("torchrun_multinode.sh", "train_dit", fake=fake_bin, MOSA_WORKDIR=str(work), **MULTINODE)
+    assert missing.returncode == 2 and f"params file 'params.yaml' not found in {work}" in missing.stderr
+    (work / "params.yaml").write_text("train_dit: {}\n")
+    _script(fake_bin[0] / "torchrun", 'echo "torchrun $PWD $PYTHONPATH $*" >> "$LAUNCH_LOG"')
+    proc = _run(
+        "torchrun_multinode.sh",
+        "train_dit",
+        fake=fake_bin,
+        MOSA_WORKDIR=str(work),
+        PYTHONPATH="/opt/extra",
+        **MULTINODE,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert fake_bin[1].read_text().splitlines() == [
+        f"torchrun {work} {REPO}:/opt/extra --nnodes 2 --node_rank 1 --nproc_per_node 1 --master_addr node-a "
+        "--master_port 29500 -m flows.train_dit --params params.yaml"
+    ]
+    assert "node 1 of 2" in proc.stderr and "PREFECT_API_URL is unset" in proc.stderr
 
 
 def test_deepspeed_dry_run_reads_the_hostfile(fake_bin):
