@@ -269,19 +269,25 @@ def load_pretrained_base(
     max_tokens: int | None = None,
     depth_path: Path | str | None = None,
     dtype: torch.dtype = torch.bfloat16,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
 ) -> BaseBundle:
     """GPU profiles: a published base (CogVideoX-5B, Wan 2.1) from a local diffusers folder, with T5.
 
     ``path`` holds ``transformer/``, ``vae/``, ``scheduler/`` (``spec.load_pretrained``); the T5 encoder
     defaults to ``path/text_encoder`` with ``path/tokenizer``, as the published repositories lay them
     out. ``max_tokens`` defaults to the published pipeline's (CogVideoX 226, Wan 512); the clip
-    geometry to the published one (``PUBLISHED_GEOMETRY``). ``depth_path`` optionally adds a saved
-    ``DepthNet`` folder. Nothing is downloaded. Not exercised on the CPU machines (no weights there).
+    geometry to the published one (``PUBLISHED_GEOMETRY``) unless ``frames``/``height``/``width`` say
+    otherwise (a profile training at another size). ``depth_path`` optionally adds a saved ``DepthNet``
+    folder. Nothing is downloaded; the published weights are not on the CPU machines, so the tests load
+    a tiny folder laid out like the published ones.
     """
     spec = get_spec(backbone)
     root = Path(path)
     models = spec.load_pretrained(root, dtype=dtype)
-    geometry = PUBLISHED_GEOMETRY[spec.name]
+    geometry = dict(PUBLISHED_GEOMETRY[spec.name])
+    geometry.update({k: int(v) for k, v in (("frames", frames), ("height", height), ("width", width)) if v})
     text_root = Path(text_path) if text_path is not None else root / "text_encoder"
     if tokenizer_path is None and (root / "tokenizer").is_dir():
         tokenizer_path = root / "tokenizer"

@@ -35,7 +35,7 @@ from components.base.text import TokenTextEncoder
 from components.base.train_vae import check_clips, epoch_index
 from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
-from components.dit.spec import BackboneSpec, BaseModels
+from components.dit.spec import BackboneSpec, BaseModels, flow_shift
 from components.losses.diffusion import v_prediction_loss
 
 
@@ -75,7 +75,7 @@ def sample_timesteps(spec: BackboneSpec, scheduler: Any, n: int, rng: np.random.
     total = int(scheduler.config.num_train_timesteps)
     if spec.objective == "v_prediction":
         return torch.from_numpy(rng.integers(0, total, size=n)).long()
-    shift = float(scheduler.config.get("shift", 1.0) or 1.0)
+    shift = flow_shift(scheduler)
     u = rng.random(n)
     sigma = shift * u / (1 + (shift - 1) * u)
     return torch.from_numpy(sigma * total).float()

@@ -21,6 +21,43 @@ from components.config.sections.train_dit import TrainDiTParams
 LOSS_KEYS = ("diff", "mask", "track", "contact")
 
 
+def load_frozen_base(params: TrainDiTParams) -> Any:
+    """The frozen base: ``pretrain_base``'s bundle (``params.base``, the CPU profile) or, when
+    ``params.base_path`` is set (the GPU profiles), the published base in that local diffusers folder,
+    with the T5 of ``text_encoder.path``, at the profile's clip size (``frames``/``height``/``width``)."""
+    import torch
+
+    from components.base.bundle import load_base, load_pretrained_base
+
+    if params.base_path is None:
+        return load_base(params.base)
+    te = params.text_encoder
+    if te.name != "t5":
+        raise ValueError(
+            f"train_dit.base_path ({params.base_path}) loads a published base, which conditions on T5 "
+            f"token states, but train_dit.text_encoder.name is {te.name!r}: set it to t5 and "
+            "text_encoder.path to the T5 encoder folder (see infra/profiles/*.yaml)"
+        )
+    return load_pretrained_base(
+        params.backbone, params.base_path, text_path=te.path,
+        max_tokens=te.max_tokens if "max_tokens" in te.model_fields_set else None,
+        dtype=getattr(torch, params.base_dtype), frames=params.frames, height=params.height,
+        width=params.width,
+    )  # fmt: skip
+
+
+def geometry_reason(sample: Any, bundle: Any) -> str | None:
+    """Why a clip cannot train around ``bundle`` (its size is not the base's clip size), or None."""
+    want = (bundle.frames, bundle.height, bundle.width)
+    got = tuple(int(v) for v in sample.video.shape[:3])
+    if got == want:
+        return None
+    return (
+        f"clip is {got[0]}x{got[1]}x{got[2]} (frames x height x width) but the base generates "
+        f"{want[0]}x{want[1]}x{want[2]}; ingest at that size (ingest.clip.frames/height/width)"
+    )
+
+
 @dataclass
 class FollowRun:
     """A trained pipeline, its training history and the following check's videos and scores."""
@@ -58,7 +95,6 @@ def train_and_follow(
     progress: bool = True,
 ) -> FollowRun:
     """Train the MoSA modules described by ``params`` and measure how they follow held-out skeletons."""
-    from components.base.bundle import load_base
     from components.data.clipset import load_clipset, select_skeletons
     from components.dit.data import build_examples, check_sample
     from components.dit.follow import compare_following, score_following
@@ -76,14 +112,24 @@ def train_and_follow(
         if log_fn is not None:
             log_fn(step, logs)
 
-    bundle = load_base(params.base)
+    bundle = load_frozen_base(params)
     spec = bundle.spec
     samples = load_clipset(params.ingest, params.annotate, annotated_only=True, progress=progress)
     mosa_cfg = MoSAConfig(**params.mosa)
     samples, aside = select_skeletons(samples, "joints3d" if mosa_cfg.structure == "3d" else "pose2d")
-    quarantine = aside + [{"clip_id": s.clip_id, "reason": r} for s in samples if (r := check_sample(s))]
+    quarantine = aside + [
+        {"clip_id": s.clip_id, "reason": r}
+        for s in samples
+        if (r := check_sample(s) or geometry_reason(s, bundle))
+    ]
     bad = {q["clip_id"] for q in quarantine}
     usable = [s for s in samples if s.clip_id not in bad]
+    if not usable:
+        reasons = sorted({q["reason"] for q in quarantine})[:3]
+        raise ValueError(
+            f"train_dit: none of the {len(samples)} annotated clips can train the MoSA modules; "
+            f"reasons: {'; '.join(reasons) or 'no annotated clip'}"
+        )
     train = [s for s in usable if s.split == "train"] or usable
     held = [s for s in usable if s.split != "train" and s.has_depth] or train[: params.follow.clips]
     train_cfg = DiTTrainConfig(

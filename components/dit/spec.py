@@ -290,6 +290,18 @@ def check_predict_inputs(latents: Tensor, text_emb: Tensor, channels: int, text_
         )
 
 
+def flow_shift(scheduler: Any) -> float:
+    """The σ shift of a flow-matching scheduler: ``shift`` (FlowMatchEulerDiscreteScheduler, the tiny
+    Wan) or ``flow_shift`` (UniPC / DPM-Solver with flow sigmas, as the published Wan 2.1 configs);
+    1.0 when the config has neither."""
+    config = scheduler.config
+    for key in ("shift", "flow_shift"):
+        value = config.get(key) if hasattr(config, "get") else getattr(config, key, None)
+        if value:
+            return float(value)
+    return 1.0
+
+
 def check_model_folder(path: str | Path, what: str, example: str) -> Path:
     """A local diffusers model folder with ``transformer/``, ``vae/`` and ``scheduler/``, or a clear error."""
     root = Path(path)

@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from components.base.depth import to_world, unproject
 from components.dit.data import DiTExample, ExampleSet
 from components.dit.mosa import MoSAConfig, MoSATransformer
-from components.dit.spec import BackboneSpec, BaseModels
+from components.dit.spec import BackboneSpec, BaseModels, flow_shift
 from components.losses.contact import contact_loss
 from components.losses.diffusion import v_prediction_loss
 from components.losses.generated_tracker import GeneratedTracker, build_generated_tracker
@@ -124,7 +124,7 @@ def sample_timesteps(
     u = lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64)
     if spec.objective == "v_prediction":
         return (u * n).floor().clamp(0, n - 1).long()
-    shift = float(getattr(scheduler.config, "shift", 1.0) or 1.0)
+    shift = flow_shift(scheduler)
     sigma = shift * u / (1 + (shift - 1) * u)
     return (sigma * n).float()
 

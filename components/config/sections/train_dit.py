@@ -30,6 +30,9 @@ class TrainDiTParams(TrainPhaseParams):
     annotate: Path = Path("data/annotate")
     base: Path = Path("models/base")
     base_path: Path | None = Field(default=None, description="GPU profiles: a local pretrained base")
+    base_dtype: Literal["bfloat16", "float32"] = Field(
+        default="bfloat16", description="GPU profiles: the dtype the published base (base_path) loads in"
+    )
     backbone: Literal["cogvideox", "wan"] = "cogvideox"
     text_encoder: TokenEncoderParams = TokenEncoderParams()
     motion: Path = Path("models/motion")

@@ -107,3 +107,15 @@ def test_tiny_vae_encodes_at_its_own_spatial_factor(name: str, channels: tuple[i
         z = spec.vae_encode(vae, video)
         assert tuple(z.shape) == (1, 3, 4, 32 // s, 48 // s)
         assert tuple(spec.vae_decode(vae, z).shape) == (1, 3, 9, 32, 48)
+
+
+def test_flow_shift_reads_either_config_key() -> None:
+    from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    from components.dit.spec import flow_shift
+
+    assert flow_shift(FlowMatchEulerDiscreteScheduler(shift=5.0)) == 5.0
+    # the published Wan 2.1 scheduler: UniPC with flow sigmas, its shift under ``flow_shift``
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+    assert flow_shift(unipc) == 3.0
+    assert flow_shift(CogVideoXDDIMScheduler()) == 1.0

@@ -224,6 +224,12 @@ def test_timesteps_and_lifting() -> None:
     shift = flow.config.shift
     assert t.dtype == torch.float32 and float(t.min()) >= 0 and float(t.max()) <= 1000
     assert float((t / 1000).median()) == pytest.approx(shift * 0.5 / (1 + (shift - 1) * 0.5), abs=0.05)
+    # the published Wan 2.1 scheduler keeps its shift under ``flow_shift``: the same warping applies
+    from diffusers import UniPCMultistepScheduler
+
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+    t = sample_timesteps(wan, unipc, 500, (0.0, 1.0), g)
+    assert float((t / 1000).median()) == pytest.approx(5 * 0.5 / (1 + 4 * 0.5), abs=0.05)
     # a pixel at the principal point with depth d lies d in front of the camera centre
     K = torch.tensor([[10.0, 0, 2], [0, 10.0, 1], [0, 0, 1]]).expand(1, 1, 3, 3)
     R = torch.eye(3).expand(1, 1, 3, 3)
