@@ -170,6 +170,11 @@ class BackboneSpec(ABC):
         """Normalised latents ``[B,F',C,h,w]`` → video ``[B,3,F,H,W]`` (about [-1,1], not clamped)."""
 
     @abstractmethod
+    def rescale_latents(self, vae: nn.Module, factor: float) -> None:
+        """Change ``vae``'s config so that ``vae_encode`` returns ``factor`` × what it returned before
+        (and ``vae_decode`` undoes it): CogVideoX's ``scaling_factor``, Wan's ``latents_std``."""
+
+    @abstractmethod
     def vae_spatial_compression(self, vae: nn.Module) -> int:
         """Spatial downsampling factor of this VAE (from its config: ×2 per stage but the last)."""
 

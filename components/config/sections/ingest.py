@@ -44,7 +44,7 @@ DEFAULT_SYNTHETIC_CAMERAS = [
     "fixed:azimuth=-90,elevation=5",
     "fixed:azimuth=150,elevation=10",
     "orbit:azimuth=-30,sweep=60",
-    "dolly:distance=4.5,end_distance=2.8",
+    "dolly:distance=3.2,end_distance=2.2",
     "pan:azimuth=20,sweep=30",
 ]
 
