@@ -380,7 +380,7 @@ def build_frozen(cfg: GpuCheckConfig, profile: Any, device: torch.device) -> Bui
     """Base transformer (bf16), VAE, scheduler and depth network of ``profile`` on ``device``."""
     from components.base.bundle import text_dim
     from components.base.depth import DepthNet
-    from components.dit.spec import BaseModels, TinyConfig, get_spec
+    from components.dit.spec import BaseModels, TinyConfig, enable_gradient_checkpointing, get_spec
 
     m = profile.model
     spec = get_spec(m.backbone)
@@ -407,17 +407,11 @@ def build_frozen(cfg: GpuCheckConfig, profile: Any, device: torch.device) -> Bui
     models.transformer.requires_grad_(False).eval()
     models.vae.requires_grad_(False).eval()
     depth.requires_grad_(False).eval()
-    models.transformer.enable_gradient_checkpointing()
-    vae_ckpt: bool | str = False
-    if cfg.vae_checkpointing and getattr(models.vae, "_supports_gradient_checkpointing", False):
-        models.vae.enable_gradient_checkpointing()
-        vae_ckpt = True
-    elif cfg.vae_checkpointing:
-        vae_ckpt = f"not supported by {type(models.vae).__name__} (diffusers)"
+    switched = enable_gradient_checkpointing(models, vae=cfg.vae_checkpointing)
     checkpointing = {
-        "base_blocks": True,
+        "base_blocks": switched["base_blocks"],
         "structure_blocks_and_hadc": "no: predict() runs them outside torch.utils.checkpoint",
-        "vae_decoder": vae_ckpt,
+        "vae_decoder": switched["vae_decoder"],
         "depth_net": False,
     }
     return Built(

@@ -65,13 +65,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
     from components.base.sample import sample_video
     from components.base.text import build_token_encoder
     from components.base.train_depth import evaluate_depth, median_depth, train_depth
-    from components.base.train_dit import (
-        captions,
-        encode_latents,
-        fit_latent_scale,
-        train_base_dit,
-        validation_loss,
-    )
+    from components.base.train_dit import captions, encode_latents, train_base_dit, validation_loss
     from components.base.train_vae import evaluate_vae, mean_frame, train_vae
     from components.data.clipset import load_clipset
     from components.dit.spec import TinyConfig, get_spec
@@ -123,9 +117,6 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             params.text_encoder.name, params.text_encoder.path, params.text_encoder.max_tokens
         )
         latents = encode_latents(spec, vae, train)
-        latent_std = round(float(latents.std()), 4)  # what the schedule would have seen unscaled
-        if params.vae_unit_latents:
-            latents = fit_latent_scale(spec, vae, latents)
         transformer, dit_history = train_base_dit(
             train, spec, models, text, params.dit, cond_dropout=params.cond_dropout, seed=params.seed,
             latents=latents, ckpt_dir=ckpt / "dit", log_fn=logger("dit"),
@@ -167,7 +158,6 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
             "vae_recon_person_detect_rate_val": _round(recon_detect[0]),
             "vae_recon_person_detect_rate_val_reference": _round(recon_detect[1]),
             "vae_psnr_val_real": _round(vae_real.get("psnr")),
-            "vae_latent_std_before_scaling": latent_std,
             "vae_psnr_val_real_clips": vae_real.get("clips", 0),
             **({} if vae_scores else {"vae_psnr_val_reason": "no held-out synthetic clip in the val split"}),
             "dit_val_loss": round(float(val_loss), 5),

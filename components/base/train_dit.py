@@ -70,25 +70,6 @@ def encode_latents(
     return torch.stack(out)
 
 
-def fit_latent_scale(spec: BackboneSpec, vae: nn.Module, latents: Tensor) -> Tensor:
-    """Rescale ``vae``'s latents (``spec.rescale_latents``: CogVideoX's ``scaling_factor``, Wan's
-    ``latents_std``) so that ``latents`` (its current encodes) have unit standard deviation, and return
-    them at the new scale.
-
-    The diffusion schedules (CogVideoX's ᾱ_t, Wan's σ) are designed for unit-variance data, which is
-    why the published VAEs carry a scaling factor (CogVideoX 1.1526, Stable Diffusion 0.18215, both
-    measured this way). A tiny VAE trained here has latents of std ≈ 0.3–0.6: at that scale every
-    timestep's signal-to-noise ratio is several times lower than the schedule intends. The factor is
-    saved with the VAE's config, so every later encode/decode (``spec.vae_encode``/``vae_decode``,
-    train_dit's clip, mask and skeleton latents) uses it.
-    """
-    std = float(latents.float().std())
-    if not np.isfinite(std) or std <= 0:
-        raise ValueError(f"fit_latent_scale: latents have std {std}; the VAE encodes every clip alike")
-    spec.rescale_latents(vae, 1.0 / std)
-    return latents / std
-
-
 def sample_timesteps(spec: BackboneSpec, scheduler: Any, n: int, rng: np.random.Generator) -> Tensor:
     """Training timesteps ``[n]`` for the backbone's objective (see the module docstring)."""
     total = int(scheduler.config.num_train_timesteps)

@@ -232,11 +232,6 @@ class CogVideoXSpec(BackboneSpec):
         """×2 per encoder stage but the last (``block_out_channels``): 8 for the published VAE."""
         return 2 ** (len(vae.config.block_out_channels) - 1)
 
-    def rescale_latents(self, vae: nn.Module, factor: float) -> None:
-        if not factor > 0:
-            raise ValueError(f"latent rescale factor must be positive, got {factor}")
-        vae.register_to_config(scaling_factor=float(vae.config.scaling_factor) * float(factor))
-
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         if latents.ndim != 5:
             raise ValueError(f"latents must be [B,F,C,h,w], got shape {tuple(latents.shape)}")

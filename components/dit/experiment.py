@@ -113,6 +113,10 @@ def train_and_follow(
             log_fn(step, logs)
 
     bundle = load_frozen_base(params)
+    if params.gradient_checkpointing:
+        from components.dit.spec import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(bundle.models)
     spec = bundle.spec
     samples = load_clipset(params.ingest, params.annotate, annotated_only=True, progress=progress)
     mosa_cfg = MoSAConfig(**params.mosa)

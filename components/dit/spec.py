@@ -99,6 +99,20 @@ class BaseModels:
     scheduler: Any
 
 
+def enable_gradient_checkpointing(models: BaseModels, vae: bool = True) -> dict[str, bool | str]:
+    """Recompute the base transformer's blocks in the backward pass (``predict`` honours the diffusers
+    flag) and, with ``vae``, the VAE decoder's blocks where diffusers supports it (the tracking and
+    contact losses decode x̂₀ with gradients). Returns what was switched on, or why not."""
+    models.transformer.enable_gradient_checkpointing()
+    done: dict[str, bool | str] = {"base_blocks": True, "vae_decoder": False}
+    if vae and getattr(models.vae, "_supports_gradient_checkpointing", False):
+        models.vae.enable_gradient_checkpointing()
+        done["vae_decoder"] = True
+    elif vae:
+        done["vae_decoder"] = f"not supported by {type(models.vae).__name__} (diffusers)"
+    return done
+
+
 @dataclass
 class BlockContext:
     """Everything a base block receives besides the video tokens; structure blocks need the same.
@@ -168,11 +182,6 @@ class BackboneSpec(ABC):
     @abstractmethod
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         """Normalised latents ``[B,F',C,h,w]`` → video ``[B,3,F,H,W]`` (about [-1,1], not clamped)."""
-
-    @abstractmethod
-    def rescale_latents(self, vae: nn.Module, factor: float) -> None:
-        """Change ``vae``'s config so that ``vae_encode`` returns ``factor`` × what it returned before
-        (and ``vae_decode`` undoes it): CogVideoX's ``scaling_factor``, Wan's ``latents_std``."""
 
     @abstractmethod
     def vae_spatial_compression(self, vae: nn.Module) -> int:

@@ -186,11 +186,6 @@ class WanSpec(BackboneSpec):
         """×2 per encoder stage but the last (``dim_mult``): 8 for the published VAE."""
         return 2 ** (len(vae.config.dim_mult) - 1)
 
-    def rescale_latents(self, vae: nn.Module, factor: float) -> None:
-        if not factor > 0:
-            raise ValueError(f"latent rescale factor must be positive, got {factor}")
-        vae.register_to_config(latents_std=[float(s) / float(factor) for s in vae.config.latents_std])
-
     def vae_decode(self, vae: nn.Module, latents: Tensor) -> Tensor:
         if latents.ndim != 5:
             raise ValueError(f"latents must be [B,F,C,h,w], got shape {tuple(latents.shape)}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GIB = 1024**3
 
@@ -63,6 +63,23 @@ class Profile(BaseModel):
     model: ProfileModel = ProfileModel()
     train: ProfileTrain = ProfileTrain()
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _run_matches_plan(self) -> Profile:
+        """The overrides that set up the run must say what the memory plan assumes."""
+        t = self.train
+        for key, planned in (
+            ("train_dit.gradient_checkpointing", t.gradient_checkpointing),
+            ("train_dit.frames", t.frames),
+            ("train_dit.height", t.height),
+            ("train_dit.width", t.width),
+        ):
+            if key in self.overrides and self.overrides[key] != planned:
+                raise ValueError(
+                    f"profile {self.profile}: overrides set {key}: {self.overrides[key]!r} but the memory "
+                    f"plan (train:) assumes {planned!r}; make them agree"
+                )
+        return self
 
 
 def load_profile(path: str | Path) -> Profile:

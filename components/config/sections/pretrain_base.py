@@ -50,11 +50,6 @@ class PretrainBaseParams(_Strict):
     vae_person_crops: float = Field(
         default=0.0, ge=0.0, le=1.0, description="share of VAE training windows centred on the body"
     )
-    vae_unit_latents: bool = Field(
-        default=True,
-        description="after VAE training, set its scaling_factor so the training latents have unit std "
-        "(the noise schedules assume it); false keeps the factor the VAE was built with",
-    )
     dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
     cond_dropout: float = Field(default=0.1, ge=0, le=1)
     depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)

@@ -33,6 +33,11 @@ class TrainDiTParams(TrainPhaseParams):
     base_dtype: Literal["bfloat16", "float32"] = Field(
         default="bfloat16", description="GPU profiles: the dtype the published base (base_path) loads in"
     )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute the base's blocks (and the VAE decoder's) in the backward pass; the GPU "
+        "profiles set it (their memory plan counts on it)",
+    )
     backbone: Literal["cogvideox", "wan"] = "cogvideox"
     text_encoder: TokenEncoderParams = TokenEncoderParams()
     motion: Path = Path("models/motion")

@@ -160,3 +160,15 @@ def test_train_dit_trains_around_a_published_base(published, inputs, tmp_path):
             tmp_path / "ckpt2",
             progress=False,
         )
+
+
+def test_gradient_checkpointing_recomputes_the_base_and_changes_no_loss(published, inputs, tmp_path):
+    """What the GPU profiles switch on: the same losses, the base's blocks recomputed in the backward."""
+    plain = train_and_follow(_params(published, inputs, tmp_path), tmp_path / "a", progress=False)
+    ckpt = train_and_follow(
+        _params(published, inputs, tmp_path, gradient_checkpointing=True), tmp_path / "b", progress=False
+    )
+    assert ckpt.pipe.base.models.transformer.gradient_checkpointing
+    assert not plain.pipe.base.models.transformer.gradient_checkpointing
+    for a, b in zip(plain.history, ckpt.history, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-6)

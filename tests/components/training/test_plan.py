@@ -41,3 +41,37 @@ def test_more_gpus_lower_zero3_states_and_fewer_gpus_can_fail() -> None:
 def test_missing_profile_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="infra/profiles"):
         load_profile(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PROFILES.glob("*.yaml")))
+def test_profile_overrides_are_valid_params_and_match_the_plan(name: str) -> None:
+    from components.config import validate_section
+
+    profile = load_profile(PROFILES / name)
+    sections: dict[str, dict] = {}
+    for key, value in profile.overrides.items():
+        section, *path = key.split(".")
+        node = sections.setdefault(section, {})
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    for section, values in sections.items():
+        validate_section(section, values)  # raises naming the bad key
+    run = validate_section("train_dit", sections["train_dit"])
+    assert run.gradient_checkpointing == profile.train.gradient_checkpointing
+    assert (run.frames, run.height, run.width) == (
+        profile.train.frames,
+        profile.train.height,
+        profile.train.width,
+    )
+    assert run.base_path is not None and run.text_encoder.name == "t5"
+
+
+def test_profile_whose_run_disagrees_with_its_plan_is_refused(tmp_path) -> None:
+    text = (PROFILES / "cogvideox-5b.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        text.replace("train_dit.gradient_checkpointing: true", "train_dit.gradient_checkpointing: false")
+    )
+    with pytest.raises(ValueError, match=r"train_dit\.gradient_checkpointing"):
+        load_profile(bad)
