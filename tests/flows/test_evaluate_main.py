@@ -63,7 +63,16 @@ def work(tmp_path_factory) -> Path:
     params = validate_section(
         "ingest",
         {
-            "sources": [{"kind": "synthetic", "clips": 4, "motions": ["walk", "run"], "cameras": ["fixed"]}],
+            # 2 s of walking/running: from the default 2.6 m the runner leaves the 64x96 frame, and the
+            # reference clips must show a whole person
+            "sources": [
+                {
+                    "kind": "synthetic",
+                    "clips": 4,
+                    "motions": ["walk", "run"],
+                    "cameras": ["fixed:distance=3.5"],
+                }
+            ],
             "clip": {
                 "frames": 17,
                 "stride": 17,
