@@ -90,6 +90,24 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
+def tiny_annotated_clips(root: Path, frames: int, height: int, width: int, fps: float) -> None:
+    """Four synthetic walk/run clips from the default camera, ingested into ``root/ingest`` and
+    annotated into ``root/annotate`` (what train_dit reads), at the given clip size."""
+    params = validate_section(
+        "ingest",
+        {
+            "sources": [{"kind": "synthetic", "clips": 4, "motions": ["walk", "run"], "cameras": ["fixed"]}],
+            "clip": {
+                "frames": frames, "stride": frames, "fps": fps, "height": height, "width": width,
+                "max_clips_per_video": 1,
+            },
+        },
+    )  # fmt: skip
+    rows = [r for p in ing.plan(params) for r in ing.process(p, params, root / "ingest")]
+    write_manifest(to_manifest(rows), root / "ingest" / "manifest.parquet")
+    _annotate(root / "ingest", root / "annotate")
+
+
 def _annotate(ingest_dir: Path, annotate_dir: Path) -> None:
     """The annotate stage's outputs (annotations, skeleton videos, table) for every ingest clip."""
     import pandas as pd

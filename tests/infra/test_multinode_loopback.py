@@ -134,12 +134,9 @@ def inputs(tmp_path_factory) -> Path:
     synthetic clips ingested and annotated at the base's size."""
     from components.base.bundle import BaseBundle, make_config
     from components.base.text import TokenTextEncoder
-    from components.config import validate_section
-    from components.data import ingest as ing
     from components.dit.pipeline import tiny_structure_model
     from components.dit.spec import TinyConfig, get_spec
-    from components.io.manifest import to_manifest, write_manifest
-    from tests.flows.test_evaluate_main import _annotate
+    from tests.flows.test_evaluate_main import tiny_annotated_clips
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)
@@ -153,19 +150,7 @@ def inputs(tmp_path_factory) -> Path:
         root / "base"
     )
     tiny_structure_model(0).save_pretrained(root / "motion")
-    params = validate_section(
-        "ingest",
-        {
-            "sources": [{"kind": "synthetic", "clips": 4, "motions": ["walk", "run"], "cameras": ["fixed"]}],
-            "clip": {
-                "frames": FRAMES, "stride": FRAMES, "fps": FPS, "height": HEIGHT, "width": WIDTH,
-                "max_clips_per_video": 1,
-            },
-        },
-    )  # fmt: skip
-    rows = [r for p in ing.plan(params) for r in ing.process(p, params, root / "ingest")]
-    write_manifest(to_manifest(rows), root / "ingest" / "manifest.parquet")
-    _annotate(root / "ingest", root / "annotate")
+    tiny_annotated_clips(root, FRAMES, HEIGHT, WIDTH, FPS)
     return root
 
 

@@ -59,27 +59,13 @@ def published(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Four synthetic clips ingested and annotated at the published folder's clip size, and a motion model."""
-    from components.data import ingest as ing
     from components.dit.pipeline import tiny_structure_model
-    from components.io.manifest import to_manifest, write_manifest
-    from tests.flows.test_evaluate_main import _annotate
+    from tests.flows.test_evaluate_main import tiny_annotated_clips
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)
     tiny_structure_model(0).save_pretrained(root / "motion")
-    params = validate_section(
-        "ingest",
-        {
-            "sources": [{"kind": "synthetic", "clips": 4, "motions": ["walk", "run"], "cameras": ["fixed"]}],
-            "clip": {
-                "frames": FRAMES, "stride": FRAMES, "fps": FPS, "height": HEIGHT, "width": WIDTH,
-                "max_clips_per_video": 1,
-            },
-        },
-    )  # fmt: skip
-    rows = [r for p in ing.plan(params) for r in ing.process(p, params, root / "ingest")]
-    write_manifest(to_manifest(rows), root / "ingest" / "manifest.parquet")
-    _annotate(root / "ingest", root / "annotate")
+    tiny_annotated_clips(root, FRAMES, HEIGHT, WIDTH, FPS)
     return root
 
 
