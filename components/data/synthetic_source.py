@@ -64,6 +64,11 @@ def discover(src: SyntheticSource) -> list[SourceItem]:
             "humanml3d": str(src.humanml3d) if src.humanml3d else None,
             "loop_seconds": float(src.loop_seconds),
         }
+        # only when pooled, so clips of a source without pools keep their recipes (and ids)
+        if src.people is not None:
+            recipe["person"] = i % src.people
+        if src.scenes is not None:
+            recipe["scene"] = i % src.scenes
         items.append(
             SourceItem(
                 label=f"synthetic:{i:04d}-{motion}",
@@ -155,6 +160,21 @@ def describe_scene(scene) -> str:
     return f"on {floor}{near}"
 
 
+def pooled_style(seed: int, k: int):
+    """Person ``k`` of the source's pool (``people``): a random body style fixed by ``(seed, k)``."""
+    from components.synthetic.body import random_style
+
+    return random_style(np.random.default_rng([seed, 0x9E0, k]))
+
+
+def pooled_look(seed: int, k: int):
+    """Scene look ``k`` of the source's pool (``scenes``): sky, backdrop, floor and light fixed by
+    ``(seed, k)``; it carries no boxes (each clip places its own around its motion)."""
+    from components.synthetic.scene import random_scene
+
+    return random_scene(np.random.default_rng([seed, 0x5CE, k]), np.zeros((1, 2)), max_boxes=0)
+
+
 def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
     """Render one recipe and return its manifest row (kept clips get the mp4 and the .gt.npz)."""
     from components.data.ingest import CLIPS_DIR, finish_clip
@@ -176,6 +196,8 @@ def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
         cp.height,
         cp.width,
         cp.fps,
+        style=pooled_style(recipe["seed"], recipe["person"]) if "person" in recipe else None,
+        look=pooled_look(recipe["seed"], recipe["scene"]) if "scene" in recipe else None,
         seed=render_seed,
         num_frames=cp.frames,
     )

@@ -38,7 +38,7 @@ the geometry bit for bit; ground farther than 200 m counts as backdrop.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -371,12 +371,14 @@ def render_clip(
     seed: int = 0,
     num_frames: int | None = None,
     antialias: bool = True,
+    look: SceneSpec | None = None,
 ) -> tuple[np.ndarray, GroundTruth]:
     """Render ``motion`` (resampled to ``fps``) → frames uint8 [T,H,W,3] (RGB) and their ground truth.
 
     Cameras come from ``build_cameras(camera, T, height, width, root=pelvis path)``. A missing style or
     scene is drawn from ``np.random.default_rng(seed)`` (style first, then scene), so the same seed
-    gives identical output.
+    gives identical output. ``look`` (with ``scene`` None): the drawn scene keeps its boxes, placed
+    around this motion, and takes everything else (sky, backdrop, floor, light, texture seed) from it.
     """
     if height < 1 or width < 1 or fps <= 0 or (num_frames is not None and num_frames < 1):
         raise ValueError(
@@ -392,6 +394,8 @@ def render_clip(
         style = random_style(rng)
     if scene is None:
         scene = random_scene(rng, joints[:, :, [0, 2]].reshape(-1, 2), avoid_xz=cams.centers[:, [0, 2]])
+        if look is not None:
+            scene = replace(look, boxes=scene.boxes)
     body = build_body(joints, style)
     frames = np.empty((T, height, width, 3), dtype=np.uint8)
     depth = np.empty((T, height, width), dtype=np.float32)

@@ -54,7 +54,8 @@ class SyntheticSource(_Strict):
 
     Each clip picks a motion (DeepMimic clips from pybullet_data, or HumanML3D when a path is
     given), a label-preserving augmentation, a camera from ``cameras`` and a random body style and
-    scene; all choices follow from ``seed`` and the clip index.
+    scene (or one of a pool of ``people`` styles and ``scenes`` looks: a narrower appearance domain a
+    tiny base can learn from few clips); all choices follow from ``seed`` and the clip index.
     """
 
     kind: Literal["synthetic"] = "synthetic"
@@ -64,6 +65,19 @@ class SyntheticSource(_Strict):
     humanml3d: Path | None = Field(default=None, description="a HumanML3D folder to draw motions from")
     cameras: list[str] = Field(default=DEFAULT_SYNTHETIC_CAMERAS, min_length=1)
     augment: bool = True
+    people: int | None = Field(
+        default=None,
+        ge=1,
+        description="draw each clip's person (clothes, skin, hair, build) from a seeded pool of this many "
+        "(clip i wears person i mod people); null: a new random person per clip",
+    )
+    scenes: int | None = Field(
+        default=None,
+        ge=1,
+        description="draw each clip's scene look (sky, backdrop, floor, light) from a seeded pool of this "
+        "many (clip i: look i mod scenes; boxes are still placed around each clip's motion); null: a new "
+        "look per clip",
+    )
     loop_seconds: float = Field(
         default=3.0,
         ge=0,

@@ -142,3 +142,25 @@ def test_motion_set_loops_ongoing_activities_only(tmp_path):
                 assert index[key]["loop_repeats"] == repeats
         run_seconds = index["run"]["frames"] / index["run"]["fps"]
         assert (run_seconds >= 3.0) == (loop == 3.0)
+
+
+def test_people_and_scene_pools_repeat_looks_and_leave_unpooled_recipes_alone(tmp_path):
+    """``people``/``scenes``: clip i wears person i mod people in look i mod scenes (which holds no box);
+    a source without pools keeps its recipes (and so its clip ids)."""
+    plain = [p.item.synthetic for p in ing.plan(_params(clips=4, seed=2))]
+    assert all("person" not in r and "scene" not in r for r in plain)
+    params = _params(clips=4, seed=2, people=2, scenes=1, motions=["walk", "run", "jump", "kick"])
+    recipes = [p.item.synthetic for p in ing.plan(params)]
+    assert [r["person"] for r in recipes] == [0, 1, 0, 1] and [r["scene"] for r in recipes] == [0] * 4
+    rows = [r for p in ing.plan(params) for r in ing.process(p, params, tmp_path)]
+    gts = [GroundTruth.load(tmp_path / r["ground_truth_path"]) for r in rows]
+    assert gts[0].style == gts[2].style == syn.pooled_style(2, 0)
+    assert gts[1].style == gts[3].style != gts[0].style
+    look = syn.pooled_look(2, 0)
+    for gt in gts:
+        assert (gt.scene.sky_top, gt.scene.floor, gt.scene.floor_a, gt.scene.seed) == (
+            look.sky_top, look.floor, look.floor_a, look.seed,
+        )  # fmt: skip
+    assert look.boxes == ()
+    with pytest.raises(ConfigError, match=r"people"):
+        _params(clips=2, people=0)
