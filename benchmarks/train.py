@@ -13,11 +13,15 @@ Three measurements, taken in one run so that their ratios compare like with like
 2. **Memory per rank.** ``_rank_memory.py`` trains an MLP with AdamW under ``torchrun`` on 2 CPU
    ranks (gloo), with ZeRO-2, with ZeRO-3 and with ZeRO stage 0, which is DeepSpeed's plain data
    parallelism (the DDP equivalent: full optimizer state and gradients on every rank, gradients
-   all-reduced). Each rank reports its peak RSS and the bytes of optimizer state it holds; the
-   maximum over ranks is kept. The default MLP has ~201 M parameters (12 layers of 4096×4096), a size
-   at which parameters, gradients and Adam's two moments (16 bytes per parameter in fp32) dominate
-   the process; at 25 M the interpreter, torch and DeepSpeed's buffers did (ZeRO-2 measured 1.05×
-   stage 0's peak RSS there).
+   all-reduced), in bf16 mixed precision by default (DeepSpeed's CPU accelerator runs it; fp32
+   master weights and Adam moments). Each rank reports its peak RSS, the bytes of optimizer state it
+   holds and its model states (every weight, gradient, master-weight and optimizer-state storage,
+   taken at the optimizer step); the maximum over ranks is kept. The default MLP has ~201 M
+   parameters (12 layers of 4096×4096), a size at which the model states (20 bytes per parameter
+   at bf16 stage 0) dominate the process; at 25 M the interpreter, torch and DeepSpeed's buffers did
+   (ZeRO-2 measured 1.05× stage 0's peak RSS there). The measured model states are checked against
+   the planner's count for the same parameters, precision, stage and ranks
+   (``components.training.plan.model_state_bytes``).
 3. **FLOP use.** The fp32 matmul peak of this machine (best of a few ``n×n @ n×n`` products at the
    step benchmark's thread count) and the FLOPs of one forward+backward of each step counted by
    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention only; the
@@ -39,7 +43,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -103,6 +107,11 @@ class TrainBenchConfig(BaseModel):
     mem_depth: int = Field(12, ge=1, description="MLP layers of the memory run (≈ depth·width² parameters)")
     mem_steps: int = Field(3, ge=1)
     mem_micro_batch: int = Field(8, ge=1)
+    mem_precision: Literal["fp32", "bf16"] = Field(
+        "bf16",
+        description="precision of the memory runs; bf16 (DeepSpeed's mixed precision: bf16 weights "
+        "and gradients, fp32 master weights and Adam moments) runs on the CPU accelerator",
+    )
     mem_timeout_s: float = Field(600.0, gt=0, description="per torchrun launch")
     matmul_size: int = Field(2048, ge=1)
     matmul_repeats: int = Field(5, ge=1)
@@ -122,7 +131,7 @@ class TrainBenchConfig(BaseModel):
     def describe_memory(self) -> str:
         """The memory benchmark's config as one short line."""
         return (
-            f"MLP {self.mem_depth}x{self.mem_width} AdamW fp32, {self.mem_ranks} ranks gloo, "
+            f"MLP {self.mem_depth}x{self.mem_width} AdamW {self.mem_precision}, {self.mem_ranks} ranks gloo, "
             f"{self.mem_steps} steps, micro-batch {self.mem_micro_batch}"
         )
 
@@ -421,6 +430,7 @@ def rank_memory(stage: int, cfg: TrainBenchConfig, out_dir: Path) -> list[dict[s
         "--width", str(cfg.mem_width),
         "--depth", str(cfg.mem_depth),
         "--micro-batch", str(cfg.mem_micro_batch),
+        "--precision", cfg.mem_precision,
     ]  # fmt: skip
     # a clean launcher environment: this process may itself be a 1-rank world (the step benchmark)
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_ENV}
@@ -458,8 +468,11 @@ ZERO_RUNS = {"zero2": 2, "zero3": 3, "ddp": 0}  # name -> DeepSpeed ZeRO stage o
 
 
 def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
-    """Per-rank peak RSS and optimizer state of ZeRO-2 and ZeRO-3 vs stage 0 (max over ranks), and
-    their ratios to stage 0."""
+    """Per-rank peak RSS, optimizer state and model states of ZeRO-2 and ZeRO-3 vs stage 0 (max over
+    ranks), their ratios to stage 0, and the planner's model-state count for each run against the
+    measured one (``<name>_planner_over_measured_model_state``)."""
+    from components.training.plan import model_state_bytes
+
     cfg = cfg or TrainBenchConfig()
     with tempfile.TemporaryDirectory(prefix="mosa-bench-zero-") as tmp:
         runs = {name: rank_memory(stage, cfg, Path(tmp) / name) for name, stage in ZERO_RUNS.items()}
@@ -468,18 +481,28 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
     grown = {k: max(r["peak_rss_mb"] - r["baseline_rss_mb"] for r in v) for k, v in runs.items()}
     state = {k: max(r["optimizer_state_bytes"] for r in v) / mb for k, v in runs.items()}
     after = {k: max(r["rss_after_mb"] for r in v) for k, v in runs.items()}
+    states = {k: max(r["model_state_bytes"] for r in v) / mb for k, v in runs.items()}
+    params = int(runs["ddp"][0]["parameters"])
+    planned = {
+        k: model_state_bytes(params, cfg.mem_precision, stage, cfg.mem_ranks) / mb
+        for k, stage in ZERO_RUNS.items()
+    }
     out: Figures = {
         "memory_config": cfg.describe_memory(),
         "memory_ddp_is": DDP_NOTE,
-        "memory_model_params": int(runs["ddp"][0]["parameters"]),
+        "memory_model_params": params,
         "ddp_peak_rss_mb": _sig(peak["ddp"]),
         "ddp_rss_above_start_mb": _sig(grown["ddp"]),
         "ddp_optimizer_state_mb": _sig(state["ddp"]),
         "ddp_rss_after_mb": _sig(after["ddp"]),
     }
     for name in ZERO_RUNS:
+        out[f"{name}_model_state_mb"] = _sig(states[name])
+        out[f"{name}_planner_model_state_mb"] = _sig(planned[name])
+        out[f"{name}_planner_over_measured_model_state"] = _sig(planned[name] / states[name])
         if name == "ddp":
             continue
+        out[f"{name}_over_ddp_model_state"] = _sig(states[name] / states["ddp"])
         out[f"{name}_peak_rss_mb"] = _sig(peak[name])
         out[f"{name}_over_ddp_rss"] = _sig(peak[name] / peak["ddp"])
         out[f"{name}_rss_above_start_mb"] = _sig(grown[name])

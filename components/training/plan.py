@@ -3,9 +3,11 @@ device, count parameters, and estimate per-GPU memory for ZeRO-1/2/3 and activat
 
 Model states of the *trainable* MoSA modules come from DeepSpeed's own estimators
 (``estimate_zero2_model_states_mem_needs`` / ``estimate_zero3_model_states_mem_needs``, no offload;
-ZeRO-1 is not covered by an estimator and uses the ZeRO paper's mixed-precision Adam count
-4Ψ + 12Ψ/N bytes). The frozen base transformer and VAE are not partitioned (bf16 replicas on every
-GPU); the text encoder is not resident: text embeddings are cached.
+ZeRO-2's equals ``model_state_bytes(Ψ, "bf16", 2, N)`` = 2Ψ + 18Ψ/N, what DeepSpeed was measured
+to hold); ZeRO-1 is not covered by an estimator and uses the ZeRO paper's mixed-precision Adam
+count 4Ψ + 12Ψ/N bytes (``model_state_bytes(Ψ, "bf16", 1, N, accounting="zero_paper")``). The
+frozen base transformer and VAE are not partitioned (bf16 replicas on every GPU); the text encoder
+is not resident: text embeddings are cached.
 
 Activations follow Korthikanti et al. (2022) for a transformer layer in 16-bit with a fused
 (flash) attention kernel, so without the ``5·a·s/h`` attention-score term: ``34·s·b·h`` bytes per
@@ -18,12 +20,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GIB = 1024**3
+
+Precision = Literal["fp32", "bf16"]
+
+
+def model_state_bytes(
+    params: int,
+    precision: Precision,
+    zero_stage: int,
+    ranks: int,
+    accounting: Literal["deepspeed", "zero_paper"] = "deepspeed",
+) -> float:
+    """Bytes of model states (weights, gradients, master weights, Adam moments) one rank holds when
+    ``params`` parameters train with Adam under ZeRO ``zero_stage`` on ``ranks`` data-parallel ranks.
+
+    ``zero_paper`` is the ZeRO paper's count (Rajbhandari et al., 2020): fp32 holds 4Ψ weights + 4Ψ
+    gradients + 8Ψ Adam moments; bf16 mixed precision 2Ψ weights + 2Ψ gradients + 12Ψ optimizer
+    state (4Ψ fp32 master weights + 8Ψ moments). Stage 1 divides the optimizer state by N, stage 2
+    the gradients too, stage 3 the weights too.
+
+    ``deepspeed`` (default) adds what DeepSpeed 0.19.8's optimizer wrappers hold besides that,
+    measured per rank at the optimizer step (``benchmarks/_rank_memory.py``, 2 CPU ranks; stages 0, 2
+    and 3 in fp32 and bf16 match to 0.01Ψ): a wrapper (any ZeRO stage, or bf16 at stage 0) steps
+    Adam on an fp32 master copy with its own fp32 gradient, 4Ψ + 4Ψ partitioned like the optimizer
+    state; the fp32 gradient is a cast of the reduced gradient partition made for the step. Under fp32 the
+    ZeRO wrappers keep that master copy too although the weights are already fp32; plain fp32 stage
+    0 steps the weights themselves (no wrapper). So bf16 ZeRO-2 holds 2Ψ + 18Ψ/N (DeepSpeed's own
+    ``estimate_zero2_model_states_mem_needs``), fp32 ZeRO-2 4Ψ + 20Ψ/N, bf16 stage 0 20Ψ. DeepSpeed's
+    gradient buckets are not in it: they are released before the step (reduce_bucket_size elements
+    while backward runs). Stage 1 counts whole gradients, as the paper does: they stay whole between
+    accumulation boundaries; on a boundary DeepSpeed reduces them in buckets as stage 2 does, so
+    with ``grad_accum`` 1 stage 1 measures what stage 2 does (the count is an upper bound there).
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage}")
+    if ranks < 1 or params < 0:
+        raise ValueError(f"ranks must be >= 1 and params >= 0, got ranks={ranks}, params={params}")
+    if accounting not in ("deepspeed", "zero_paper"):
+        raise ValueError(f"accounting must be deepspeed or zero_paper, got {accounting!r}")
+    weight = 2 if precision == "bf16" else 4
+    optimizer = 8 + (4 if precision == "bf16" else 0)  # Adam moments (+ fp32 master weights)
+    if accounting == "deepspeed" and (zero_stage > 0 or precision == "bf16"):
+        optimizer = 8 + 4 + 4  # moments + fp32 master weights + their fp32 gradient
+    n = float(ranks)
+    weights = weight * params / (n if zero_stage >= 3 else 1)
+    grads = weight * params / (n if zero_stage >= 2 else 1)
+    return weights + grads + optimizer * params / (n if zero_stage >= 1 else 1)
 
 
 class ProfileModel(BaseModel):
@@ -148,7 +198,7 @@ def plan_memory(profile: Profile, gpus: int | None = None, zero: int | None = No
     layers = len(blocks) + m.num_structure_blocks
     P = counts["trainable"]
     rows = []
-    z1 = 4 * P + 12 * P / n
+    z1 = model_state_bytes(P, "bf16", 1, n, accounting="zero_paper")  # 4Ψ + 12Ψ/N
     rows.append({"zero": 1, "model_states_gib": z1 / GIB, "source": "ZeRO paper 4Ψ+12Ψ/N"})
     _, z2 = estimate_zero2_model_states_mem_needs(P, num_gpus_per_node=n, cpu_offload=False)
     rows.append({"zero": 2, "model_states_gib": z2 / GIB, "source": "deepspeed estimate_zero2"})

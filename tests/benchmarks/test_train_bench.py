@@ -1,5 +1,6 @@
-"""Training benchmark: FLOP counting and optimizer-state accounting on known answers, then one run of
-every measurement at the smallest settings (consistent ratios, ZeRO-2 halves the optimizer state)."""
+"""Training benchmark: FLOP counting, optimizer-state and model-state accounting on known answers, a
+tiny bf16 memory run against the planner's model-state count, then one run of every measurement at the
+smallest settings (consistent ratios, ZeRO-2 halves the optimizer state)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import train as tb
-from benchmarks._rank_memory import base_optimizer, make_mlp, optimizer_state_bytes
+from benchmarks._rank_memory import (
+    ModelStateProbe,
+    base_optimizer,
+    live_tensor_bytes,
+    make_mlp,
+    optimizer_state_bytes,
+)
+from components.training.plan import model_state_bytes
 
 SMALL = tb.TrainBenchConfig(
     frames=9,
@@ -104,6 +112,51 @@ def test_optimizer_state_bytes_of_adamw() -> None:
         make_mlp(0, 2)
 
 
+def test_model_states_count_every_storage_once_at_the_step() -> None:
+    model = nn.Linear(16, 8)
+    psi = 16 * 8 + 8
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    probe = ModelStateProbe(model, opt)
+    model(torch.randn(4, 16)).sum().backward()
+    opt.step()
+    assert probe.max_bytes == 8 * psi  # first step: weights + gradients; Adam's moments come lazily
+    model(torch.randn(4, 16)).sum().backward()
+    opt.step()
+    # weights + gradients + two moments in fp32, one fp32 step counter per parameter tensor
+    assert probe.max_bytes == 16 * psi + 2 * 4
+    probe.remove()
+
+    # parameters that are views of one flat buffer (as DeepSpeed's flat groups) count it once; tensors
+    # a wrapper holds in lists count too
+    flat = torch.zeros(20)
+    views = nn.Module()
+    views.a = nn.Parameter(flat[:10].view(2, 5))
+    views.b = nn.Parameter(flat[10:])
+    sgd = torch.optim.SGD(views.parameters(), lr=0.1)
+
+    class Wrapper:
+        def __init__(self) -> None:
+            self.optimizer = sgd
+            self.buckets = [torch.zeros(5, dtype=torch.bfloat16), flat[:3]]
+
+    assert live_tensor_bytes(views, sgd) == 20 * 4
+    assert live_tensor_bytes(views, Wrapper()) == 20 * 4 + 5 * 2
+    assert make_mlp(8, 2, dtype=torch.bfloat16)[0].weight.dtype == torch.bfloat16
+
+
+def test_bf16_model_states_match_the_planner_and_zero2_holds_about_half(tmp_path) -> None:
+    assert SMALL.mem_precision == "bf16"
+    measured = {}
+    for stage in (2, 0):
+        reports = tb.rank_memory(stage, SMALL, tmp_path / f"stage{stage}")
+        assert [r["precision"] for r in reports] == ["bf16", "bf16"]
+        measured[stage] = max(r["model_state_bytes"] for r in reports)
+        planned = model_state_bytes(reports[0]["parameters"], "bf16", stage, SMALL.mem_ranks)
+        assert measured[stage] == pytest.approx(planned, rel=0.15), stage
+    # 2 ranks: ZeRO-2 holds 2Ψ + 18Ψ/2 = 11Ψ, stage 0 20Ψ
+    assert measured[2] < 0.6 * measured[0]
+
+
 def test_torch_threads_restores_the_count_and_matmul_peak_is_positive() -> None:
     before = torch.get_num_threads()
     with tb.torch_threads(1) as n:
@@ -179,6 +232,17 @@ def test_zero2_and_zero3_hold_half_the_optimizer_state_per_rank(figures, zero) -
         f[f"{zero}_rss_after_mb"] / f["ddp_rss_after_mb"], rel=2e-3
     )
     assert "stage 0" in f["memory_ddp_is"] and "DDP" in f["memory_ddp_is"]
+    # model states: ratios of the reported figures, the planner within 15% of the measurement
+    assert f[f"{zero}_over_ddp_model_state"] == pytest.approx(
+        f[f"{zero}_model_state_mb"] / f["ddp_model_state_mb"], rel=2e-3
+    )
+    assert f[f"{zero}_model_state_mb"] < 0.75 * f["ddp_model_state_mb"]
+    for name in (zero, "ddp"):
+        assert f[f"{name}_planner_over_measured_model_state"] == pytest.approx(1.0, abs=0.15)
+        assert f[f"{name}_planner_over_measured_model_state"] == pytest.approx(
+            f[f"{name}_planner_model_state_mb"] / f[f"{name}_model_state_mb"], rel=2e-3
+        )
+    assert "AdamW bf16" in f["memory_config"]
 
 
 def test_bad_clip_size_names_the_rule() -> None:
