@@ -12,6 +12,8 @@ Classifier-free guidance: during training the prefix is replaced, with probabili
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -176,7 +178,7 @@ class MotionGenerator(nn.Module):
         guidance: float = 1.0,
         top_k: int | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         min_tokens: int = 1,
         context: int | None = None,
     ) -> list[torch.Tensor]:
@@ -188,6 +190,9 @@ class MotionGenerator(nn.Module):
         the same sequences. ``context`` (tokens): each step sees only the latest ``context - 1``
         tokens, so a model trained on windows of ``context`` tokens cropped anywhere in a motion
         continues past its window with positions it was trained on (None = the whole sequence).
+        ``generator`` may be one generator per row: row ``i`` then draws only from ``generator[i]``, so
+        a batch gives each row the sequence a one-row call with that generator gives (batched
+        evaluation without changing which motions the seeds draw).
         """
         c = self.config
         max_tokens = c.max_tokens if max_tokens is None else int(max_tokens)
@@ -206,6 +211,9 @@ class MotionGenerator(nn.Module):
         device = self.head.weight.device
         text_emb = self._check_text(text_emb.to(device))
         b = text_emb.shape[0]
+        rows_gen = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
+        if rows_gen is not None and len(rows_gen) != b:
+            raise ValueError(f"got {len(rows_gen)} generators for {b} rows: give one per row or one in all")
         was_training = self.training
         self.eval()
         try:
@@ -221,7 +229,14 @@ class MotionGenerator(nn.Module):
                     kth = torch.topk(logits, top_k, dim=1).values[:, -1:]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 probs = torch.softmax(logits, dim=1)
-                nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)[:, 0]
+                if rows_gen is not None:
+                    rows = probs.cpu()
+                    draws = [
+                        torch.multinomial(rows[i : i + 1], 1, generator=g) for i, g in enumerate(rows_gen)
+                    ]
+                    nxt = torch.cat(draws).to(device)[:, 0]
+                else:
+                    nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)[:, 0]
                 ended = (nxt == c.end_id) & ~done
                 lengths[ended] = step
                 done |= ended

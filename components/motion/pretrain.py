@@ -193,34 +193,36 @@ def evaluate(
     gen_raw = torch.zeros((reps, *raw_gt.shape))
     gen_joints: list[np.ndarray] = []
     ntok = [int(n) // model.frames_per_token for n in lengths]
-    bar = tqdm(total=reps * len(texts), desc="evaluate: generate", unit="motion", disable=not progress)
-    for r in range(reps):
-        for i, (text, n) in enumerate(zip(texts, ntok, strict=True)):
-            codes = model.sample_tokens(
-                text, n * model.frames_per_token, seed=params.seed + 1000 * r + i,
-                guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature, fill="continue",
-            )  # fmt: skip
-            f = model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy()
-            raw = stats.denormalize(f).astype(np.float32)
-            m = min(len(raw), gen_raw.shape[2])
-            gen_raw[r, i, :m] = torch.from_numpy(raw[:m])
-            if r == 0:
-                gen_joints.append(np.asarray(features_to_joints(raw.astype(np.float64))))
-            bar.update()
+    jobs = [(r, i) for r in range(reps) for i in range(len(texts))]
+    codes_all = model.sample_tokens_batch(
+        [texts[i] for _, i in jobs], [ntok[i] * model.frames_per_token for _, i in jobs],
+        [params.seed + 1000 * r + i for r, i in jobs],
+        guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature,
+    )  # fmt: skip
+    bar = tqdm(total=len(jobs), desc="evaluate: decode", unit="motion", disable=not progress)
+    for (r, i), codes in zip(jobs, codes_all, strict=True):
+        f = model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy()
+        raw = stats.denormalize(f).astype(np.float32)
+        m = min(len(raw), gen_raw.shape[2])
+        gen_raw[r, i, :m] = torch.from_numpy(raw[:m])
+        if r == 0:
+            gen_joints.append(np.asarray(features_to_joints(raw.astype(np.float64))))
+        bar.update()
     bar.close()
 
     # MultiModality: several generations for each of a few prompts
     prompts = list(dict.fromkeys(texts))[: ev.mm_prompts]
     n_mm = int(lengths.max()) // model.frames_per_token
     mm_raw = torch.zeros((len(prompts), ev.mm_samples, n_mm * model.frames_per_token, raw_gt.shape[-1]))
-    for p, text in enumerate(prompts):
-        for k in range(ev.mm_samples):
-            codes = model.sample_tokens(
-                text, n_mm * model.frames_per_token, seed=params.seed + 7919 * (k + 1) + p,
-                guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature, fill="continue",
-            )  # fmt: skip
-            f = stats.denormalize(model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy())
-            mm_raw[p, k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: mm_raw.shape[2]]
+    mm_jobs = [(p, k) for p in range(len(prompts)) for k in range(ev.mm_samples)]
+    mm_codes = model.sample_tokens_batch(
+        [prompts[p] for p, _ in mm_jobs], [n_mm * model.frames_per_token] * len(mm_jobs),
+        [params.seed + 7919 * (k + 1) + p for p, k in mm_jobs],
+        guidance=ev.guidance, top_k=ev.top_k, temperature=ev.temperature,
+    )  # fmt: skip
+    for (p, k), codes in zip(mm_jobs, mm_codes, strict=True):
+        f = stats.denormalize(model.vqvae.decode(codes.reshape(1, -1))[0].double().numpy())
+        mm_raw[p, k, : len(f)] = torch.from_numpy(f.astype(np.float32))[: mm_raw.shape[2]]
     mm_lengths = torch.full((ev.mm_samples,), mm_raw.shape[2])
 
     # R-precision batches of distinct motions (Guo et al.) when there are enough motions

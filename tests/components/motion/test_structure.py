@@ -66,6 +66,25 @@ def test_generate_returns_finite_joints_of_the_requested_length(model):
     )
 
 
+def test_sample_tokens_batch_draws_what_each_one_prompt_call_draws(model):
+    prompts = ["a person walks", "a person jumps", "a person walks", "a person punches", "a person jumps"]
+    frames, seeds = [16, 9, 16, 24, 30], [5, 6, 7, 8, 9]
+    kw = {"guidance": 2.5, "top_k": 5, "temperature": 0.8}
+    batched = model.sample_tokens_batch(prompts, frames, seeds, batch_size=2, **kw)
+    single = [
+        model.sample_tokens(p, n, s, fill="continue", **kw)
+        for p, n, s in zip(prompts, frames, seeds, strict=True)
+    ]
+    assert [len(t) for t in batched] == [4, 3, 4, 6, 6]  # ceil(frames / 4), capped at max_tokens
+    for b, one in zip(batched, single, strict=True):
+        assert torch.equal(b, one)
+    # the seeds matter: another seed for a row changes that row only
+    other = model.sample_tokens_batch(prompts, frames, [5, 6, 70, 8, 9], batch_size=8, **kw)
+    assert torch.equal(other[0], batched[0]) and not torch.equal(other[2], batched[2])
+    with pytest.raises(ValueError, match="2 frame counts"):
+        model.sample_tokens_batch(prompts, frames[:2], seeds)
+
+
 def test_generate_is_the_decoded_token_sequence_trimmed_or_held(model):
     tokens = model.sample_tokens("a person punches", frames=17, seed=1)
     assert 1 <= len(tokens) <= 5  # ceil(17 / 4) tokens at most
