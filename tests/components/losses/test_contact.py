@@ -146,3 +146,47 @@ def test_bad_inputs_name_the_problem():
         contact_loss(pts, mask[0])
     with pytest.raises(ValueError, match="tau >= 0"):
         contact_loss(pts, mask, tau=-1.0)
+
+
+def _loop_reference(points: torch.Tensor, mask: torch.Tensor, tau: float, attract: float) -> tuple:
+    """Eq. 10 frame by frame, as written before the batched rewrite: (loss, penetrating [B,T])."""
+    b, t = points.shape[:2]
+    per_sample, penetrating = [], torch.zeros(b, t, dtype=torch.bool)
+    for i in range(b):
+        scene = points[i].detach()[~mask[i]]
+        hulls = scene_hulls(scene[torch.isfinite(scene).all(dim=-1)])
+        frame_losses = []
+        for j in range(t):
+            human = points[i, j][mask[i, j]]
+            human = human[torch.isfinite(human).all(dim=-1)]
+            if human.shape[0] == 0:
+                continue
+            sdf = hull_sdf(human, hulls)
+            inside = sdf < -tau
+            penetrating[i, j] = bool(inside.any())
+            frame_losses.append(torch.where(inside, -sdf - tau, attract * sdf.abs()).mean())
+        per_sample.append(torch.stack(frame_losses).sum() / t if frame_losses else points.new_zeros(()))
+    return torch.stack(per_sample).mean(), penetrating
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_batched_frames_give_the_frame_by_frame_loss_and_gradient(dtype) -> None:
+    g = torch.Generator().manual_seed(0)
+    b, t, h, w = 2, 5, 6, 7
+    points = (torch.rand(b, t, h, w, 3, generator=g, dtype=torch.float64) * 2 - 0.5).to(dtype)
+    mask = torch.rand(b, t, h, w, generator=g) < 0.3
+    mask[0, 1] = False  # a frame without a person adds 0 but still counts in T
+    mask[1, 3] = True  # a frame with only human points (its scene comes from the other frames)
+    points[1, 2, 0, :3] = float("nan")  # invalid depth, human and scene pixels alike
+    mask[1, 2, 0, :2] = True
+    for tau, attract in ((0.0, 0.01), (0.05, 0.0)):
+        exact = points.clone().requires_grad_(True)
+        ref, ref_pen = _loop_reference(exact, mask, tau, attract)
+        ref.backward()
+        fast = points.clone().requires_grad_(True)
+        out = contact_loss(fast, mask, tau=tau, attract_weight=attract)
+        out.loss.backward()
+        assert ref.item() > 0 and bool(ref_pen.any()) and not bool(ref_pen.all())
+        assert out.loss.item() == pytest.approx(ref.item(), rel=1e-5)
+        torch.testing.assert_close(fast.grad, exact.grad, rtol=1e-5, atol=1e-7)
+        assert torch.equal(out.penetrating, ref_pen)
