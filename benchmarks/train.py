@@ -3,13 +3,18 @@
 Three measurements, taken in one run so that their ratios compare like with like on a noisy machine:
 
 1. **Step time.** One training update of the tiny text-to-video base DiT (all its parameters train,
-   the backbone's own diffusion objective) and one of MoSA (frozen base; structure blocks + HADC
-   train) with every loss term on every step: diffusion, HADC mask, tracking through the soft tracker
-   on the VAE-decoded x̂₀, and contact through the CPU profile's depth network. Both go through the
-   real ``Trainer`` (DeepSpeed ZeRO-2, one process, fp32); a step's time is the gap between two
-   consecutive ``log_fn`` calls, the median is taken after a few warm-up updates. The clips are
-   synthetic humans rendered from DeepMimic mocap with exact masks, keypoint tracks and cameras; the
-   captions go through the packaged MiniLM token encoder.
+   the backbone's own diffusion objective) and MoSA's updates (frozen base; structure blocks + HADC
+   train) at ``train_dit``'s defaults: the auxiliary terms (tracking through the soft tracker on the
+   VAE-decoded x̂₀, contact through the CPU profile's depth network) on every ``aux_every``-th step, on
+   ``aux_samples`` sample(s), diffusion and HADC mask on every step. Both go through the real
+   ``Trainer`` (DeepSpeed ZeRO-2, one process, fp32); a step's time is the gap between two
+   consecutive ``log_fn`` calls, medians are taken after a few warm-up updates. ``mosa_over_base`` is
+   a MoSA step *with* the auxiliary terms over a base step; ``mosa_over_base_amortized`` is the mean
+   of ``aux_every`` consecutive MoSA steps (one with the terms, ``aux_every − 1`` without, from the
+   two medians) over a base step. The clips are synthetic humans rendered from DeepMimic mocap with
+   exact masks, keypoint tracks and cameras; the captions go through the packaged MiniLM token
+   encoder. The defaults mirror ``params.yaml`` (``TrainBenchConfig.from_params`` reads them through
+   the config loader; a test fails when the two drift).
 2. **Memory per rank.** ``_rank_memory.py`` trains an MLP with AdamW under ``torchrun`` on 2 CPU
    ranks (gloo), with ZeRO-2, with ZeRO-3 and with ZeRO stage 0, which is DeepSpeed's plain data
    parallelism (the DDP equivalent: full optimizer state and gradients on every rank, gradients
@@ -47,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
@@ -76,31 +81,39 @@ Figures = dict[str, float | int | str]
 class TrainBenchConfig(BaseModel):
     """The one tiny config of the benchmark.
 
-    Defaults: the CPU profile's tiny base (``params.yaml`` ``pretrain_base.tiny``), its depth network
-    and MoSA settings (N = 2, 48 tracks), on a 9×32×48 clip at batch 2 so that a MoSA step with every
-    auxiliary term stays well under a second. ``threads`` defaults to 1: on tensors this small
-    intra-op threading gains little, and on a shared machine one descheduled OpenMP worker stalls
-    every op (MoSA step 0.26 s at 1 thread vs 9.9 s at 2 threads with other jobs on a 2-core box);
-    the matmul peak is taken at the same count, so the utilisation compares like with like.
+    Defaults: the CPU profile as ``params.yaml`` sets it — the tiny base (``pretrain_base.tiny``), its
+    text tokens and depth network, the clip size (``ingest.clip``), ``train_dit``'s batch, MoSA N,
+    tracks and auxiliary-term schedule (``aux_every``, ``aux_samples``); ``from_params`` reads the same
+    fields from a params file. ``threads`` defaults to 1: on tensors this small intra-op threading gains
+    little, and on a shared machine one descheduled OpenMP worker stalls every op (MoSA step 0.26 s at
+    1 thread vs 9.9 s at 2 threads with other jobs on a 2-core box); the matmul peak is taken at the
+    same count, so the utilisation compares like with like.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    frames: int = Field(9, ge=1, description="clip frames, 8N+1 (CogVideoX)")
-    height: int = Field(32, ge=16, description="multiple of 16 (VAE ×8, patch ×2)")
-    width: int = Field(48, ge=16)
+    frames: int = Field(17, ge=1, description="clip frames, 8N+1 (CogVideoX); ingest.clip.frames")
+    height: int = Field(96, ge=16, description="multiple of VAE factor × patch; ingest.clip.height")
+    width: int = Field(144, ge=16)
     clips: int = Field(4, ge=1, description="rendered synthetic clips the batches cycle through")
-    batch: int = Field(2, ge=1, description="samples per training step")
+    batch: int = Field(4, ge=1, description="samples per training step (train_dit.batch_size)")
     layers: int = Field(4, ge=1)
     heads: int = Field(4, ge=1)
-    head_dim: int = Field(16, ge=2)
+    head_dim: int = Field(32, ge=2)
     latent_channels: int = Field(8, ge=1)
-    vae_block_channels: tuple[int, int, int, int] = (16, 16, 32, 32)
+    patch_size: int = Field(4, ge=1)
+    vae_block_channels: tuple[int, ...] = (8, 16, 16)
+    vae_norm: Literal["published", "pixel"] = "pixel"
+    depth_net: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="DepthNetConfig fields"
+    )
     structure_blocks: int = Field(2, ge=1, description="MoSA N (structure blocks = HADC modules)")
     track_points: int = Field(48, ge=1)
+    aux_every: int = Field(4, ge=1, description="tracking/contact terms on every k-th step (train_dit)")
+    aux_samples: int | None = Field(1, ge=1, description="samples decoded per aux step (train_dit)")
     text_tokens: int = Field(32, ge=1)
-    warmup_steps: int = Field(2, ge=0, description="updates left out of the median")
-    steps: int = Field(10, ge=1, description="updates in the median")
+    warmup_steps: int = Field(2, ge=0, description="updates left out of the medians")
+    steps: int = Field(12, ge=1, description="timed updates (MoSA: aux and non-aux steps among them)")
     threads: int | None = Field(1, ge=1, description="torch threads for steps and matmul; None: current")
     mem_ranks: int = Field(2, ge=2)
     mem_width: int = Field(4096, ge=1, description="MLP width of the memory run")
@@ -116,15 +129,53 @@ class TrainBenchConfig(BaseModel):
     matmul_size: int = Field(2048, ge=1)
     matmul_repeats: int = Field(5, ge=1)
 
+    @field_validator("depth_net")
+    @classmethod
+    def _depth_net(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from components.base.depth import DepthNetConfig
+
+        return DepthNetConfig(**value).model_dump(mode="json")
+
+    @classmethod
+    def from_params(cls, path: Path | str = ROOT / "params.yaml", **overrides: Any) -> TrainBenchConfig:
+        """The benchmark at the settings of a params file (through ``components.config``)."""
+        from components.config.loader import load_section
+
+        base = load_section("pretrain_base", path)
+        train = load_section("train_dit", path)
+        clip = load_section("ingest", path).clip
+        tiny = base.tiny
+        fields: dict[str, Any] = {
+            "frames": clip.frames,
+            "height": clip.height,
+            "width": clip.width,
+            "batch": train.batch_size,
+            "layers": tiny["layers"],
+            "heads": tiny["heads"],
+            "head_dim": tiny["head_dim"],
+            "latent_channels": tiny["latent_channels"],
+            "patch_size": tiny["patch_size"],
+            "vae_block_channels": tuple(tiny["vae_block_channels"]),
+            "vae_norm": tiny["vae_norm"],
+            "depth_net": dict(base.depth_net),
+            "structure_blocks": train.mosa["num_structure_blocks"],
+            "track_points": train.track_points,
+            "aux_every": train.aux_every,
+            "aux_samples": train.aux_samples,
+            "text_tokens": base.text_encoder.max_tokens,
+        }
+        return cls(**{**fields, **overrides})
+
     def describe(self) -> str:
         """The step benchmark's config as one short line."""
         vae = "-".join(map(str, self.vae_block_channels))
         return (
-            f"cogvideox tiny L{self.layers} {self.heads}x{self.head_dim} C{self.latent_channels} vae{vae}; "
+            f"cogvideox tiny L{self.layers} {self.heads}x{self.head_dim} C{self.latent_channels} "
+            f"p{self.patch_size} vae{vae} {self.vae_norm}; "
             f"clip {self.frames}x{self.height}x{self.width}; batch {self.batch}; "
-            f"MoSA N={self.structure_blocks}, "
-            f"{self.track_points} tracks, depth net, aux every step; ZeRO-2 fp32 1 process; "
-            f"median of {self.steps} after {self.warmup_steps} warm-up; "
+            f"MoSA N={self.structure_blocks}, {self.track_points} tracks, depth net, "
+            f"aux every {self.aux_every} step(s) on {self.aux_samples or 'all'} sample(s); "
+            f"ZeRO-2 fp32 1 process; medians of {self.steps} after {self.warmup_steps} warm-up; "
             f"{self.threads or torch.get_num_threads()} thread(s)"
         )
 
@@ -304,7 +355,9 @@ def _tiny(cfg: TrainBenchConfig) -> TinyConfig:
         heads=cfg.heads,
         head_dim=cfg.head_dim,
         latent_channels=cfg.latent_channels,
+        patch_size=cfg.patch_size,
         vae_block_channels=cfg.vae_block_channels,
+        vae_norm=cfg.vae_norm,
         sample_frames=cfg.frames,
         sample_height=cfg.height,
         sample_width=cfg.width,
@@ -327,14 +380,28 @@ def base_loss_fn(
 
 
 def step_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
-    """Base-DiT vs MoSA seconds per step, samples/s, FLOPs per step and achieved GFLOP/s (see module)."""
-    cfg = cfg or TrainBenchConfig()
+    """Base-DiT vs MoSA seconds per step (with and without the auxiliary terms, and amortised over
+    ``aux_every`` steps), samples/s, FLOPs per step and achieved GFLOP/s (see module)."""
+    cfg = cfg or TrainBenchConfig.from_params()
     with torch_threads(cfg.threads):
         return _step_benchmark(cfg)
 
 
+def split_aux_times(times: list[float], first_step: int, aux_every: int) -> tuple[list[float], list[float]]:
+    """Step times of updates ``first_step, first_step + 1, ...`` split into (aux steps, other steps):
+    update ``i`` computes the auxiliary terms when ``i % aux_every == 0`` (``make_terms_fn``)."""
+    aux = [s for i, s in enumerate(times, start=first_step) if i % aux_every == 0]
+    rest = [s for i, s in enumerate(times, start=first_step) if i % aux_every != 0]
+    return aux, rest
+
+
+def amortized_step(aux_s: float, other_s: float, aux_every: int) -> float:
+    """Mean seconds of ``aux_every`` consecutive steps: one with the auxiliary terms, the rest without."""
+    return (aux_s + (aux_every - 1) * other_s) / aux_every
+
+
 def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
-    from components.base.depth import DepthNet
+    from components.base.depth import DepthNet, DepthNetConfig
     from components.base.text import build_token_encoder
     from components.base.train_dit import Denoiser, DiTBatches
     from components.dit.data import ExampleSet, build_examples
@@ -343,14 +410,22 @@ def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
     from components.dit.train import DiTTrainConfig, make_loss_fn
 
     spec = get_spec("cogvideox")
-    spec.latent_shape(cfg.frames, cfg.height, cfg.width, cfg.latent_channels)  # clear error on a bad size
+    tiny = _tiny(cfg)
+    spatial = 2 ** (len(cfg.vae_block_channels) - 1)  # the tiny VAE: ×2 per stage but the last
+    # a clear error on a bad clip size, before anything is built
+    spec.latent_shape(cfg.frames, cfg.height, cfg.width, cfg.latent_channels, cfg.patch_size, spatial)
+    if cfg.aux_every > 1 and cfg.steps < cfg.aux_every:
+        raise ValueError(
+            f"steps ({cfg.steps}) must be >= aux_every ({cfg.aux_every}) to time steps with and without "
+            "the auxiliary terms"
+        )
     samples = render_clips(cfg)
     text = build_token_encoder("minilm", max_tokens=cfg.text_tokens)
-    mosa_base = spec.build_tiny(_tiny(cfg))
+    mosa_base = spec.build_tiny(tiny)
     examples = build_examples(samples, spec, mosa_base.vae, text.encode, track_points=cfg.track_points)
 
     # base DiT: a second, identical tiny base whose transformer trains in full
-    base = spec.build_tiny(_tiny(cfg))
+    base = spec.build_tiny(tiny)
     base.transformer.train().requires_grad_(True)
     latents = torch.stack([e.latents for e in examples])
     text_emb = torch.stack([e.text_emb for e in examples])
@@ -361,31 +436,48 @@ def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
     base_params = sum(p.numel() for p in base_model.parameters() if p.requires_grad)
     base_times = timed_updates(base_model, base_loss, base_batches, cfg.batch, cfg.warmup_steps, cfg.steps)
 
-    # MoSA: frozen base, every loss term on every step
-    depth = DepthNet().requires_grad_(False).eval()
+    # MoSA: frozen base; the auxiliary terms on every aux_every-th step, as train_dit runs them
+    depth = DepthNet(DepthNetConfig(**cfg.depth_net)).requires_grad_(False).eval()
     data = ExampleSet(examples)
-    train_cfg = DiTTrainConfig(aux_every=1, track_points=cfg.track_points)
+    train_cfg = DiTTrainConfig(
+        aux_every=cfg.aux_every, aux_samples=cfg.aux_samples, track_points=cfg.track_points
+    )
     mosa_loss = make_loss_fn(spec, mosa_base, train_cfg, depth)
-    mosa = MoSATransformer(mosa_base.transformer, MoSAConfig(num_structure_blocks=cfg.structure_blocks))
-    mosa_flops = count_train_flops(mosa, mosa_loss, data.batch(0, cfg.batch))
+    mosa = MoSATransformer(
+        mosa_base.transformer, MoSAConfig(num_structure_blocks=cfg.structure_blocks), spatial
+    )
+    mosa_flops = count_train_flops(mosa, mosa_loss, data.batch(0, cfg.batch))  # step 0: with the terms
+    other_flops = (
+        count_train_flops(mosa, mosa_loss, data.batch(1, cfg.batch)) if cfg.aux_every > 1 else mosa_flops
+    )
     mosa_params = sum(p.numel() for p in mosa.parameters() if p.requires_grad)
     mosa_times = timed_updates(
         mosa, mosa_loss, lambda i: data.batch(i, cfg.batch), cfg.batch, cfg.warmup_steps, cfg.steps
     )
+    aux_times, other_times = split_aux_times(mosa_times, cfg.warmup_steps, cfg.aux_every)
 
-    base_s, mosa_s = statistics.median(base_times), statistics.median(mosa_times)
+    base_s, mosa_s = statistics.median(base_times), statistics.median(aux_times)
+    other_s = statistics.median(other_times) if other_times else mosa_s
+    amortized_s = amortized_step(mosa_s, other_s, cfg.aux_every)
     return {
         "base_step_s": _sig(base_s),
         "mosa_step_s": _sig(mosa_s),
+        "mosa_noaux_step_s": _sig(other_s),
+        "mosa_amortized_step_s": _sig(amortized_s),
         "mosa_over_base": _sig(mosa_s / base_s),
+        "mosa_noaux_over_base": _sig(other_s / base_s),
+        "mosa_over_base_amortized": _sig(amortized_s / base_s),
+        "aux_every": cfg.aux_every,
         "base_samples_per_s": _sig(cfg.batch / base_s),
         "mosa_samples_per_s": _sig(cfg.batch / mosa_s),
+        "mosa_amortized_samples_per_s": _sig(cfg.batch / amortized_s),
         "base_step_spread_s": _sig(max(base_times) - min(base_times)),
-        "mosa_step_spread_s": _sig(max(mosa_times) - min(mosa_times)),
+        "mosa_step_spread_s": _sig(max(aux_times) - min(aux_times)),
         "base_trainable_params": base_params,
         "mosa_trainable_params": mosa_params,
         "base_gflop_per_step": _sig(base_flops / 1e9),
         "mosa_gflop_per_step": _sig(mosa_flops / 1e9),
+        "mosa_noaux_gflop_per_step": _sig(other_flops / 1e9),
         "base_step_gflops": _sig(base_flops / 1e9 / base_s),
         "mosa_step_gflops": _sig(mosa_flops / 1e9 / mosa_s),
     }
@@ -473,7 +565,7 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
     measured one (``<name>_planner_over_measured_model_state``)."""
     from components.training.plan import model_state_bytes
 
-    cfg = cfg or TrainBenchConfig()
+    cfg = cfg or TrainBenchConfig.from_params()
     with tempfile.TemporaryDirectory(prefix="mosa-bench-zero-") as tmp:
         runs = {name: rank_memory(stage, cfg, Path(tmp) / name) for name, stage in ZERO_RUNS.items()}
     mb = 2**20
@@ -518,8 +610,9 @@ def memory_benchmark(cfg: TrainBenchConfig | None = None) -> Figures:
 
 
 def run(cfg: TrainBenchConfig | None = None) -> Figures:
-    """Every training figure in one run (flat, for ``metrics/bench.json``)."""
-    cfg = cfg or TrainBenchConfig()
+    """Every training figure in one run (flat, for ``metrics/bench.json``); ``cfg`` defaults to
+    ``TrainBenchConfig.from_params()``."""
+    cfg = cfg or TrainBenchConfig.from_params()
     with torch_threads(cfg.threads) as threads:
         peak = matmul_peak_gflops(cfg.matmul_size, cfg.matmul_repeats)
         steps = step_benchmark(cfg)

@@ -13,7 +13,9 @@
    error) or, for flow matching, the MSE to ``spec.velocity_target`` (with ``x̂₀ = x_t − σ·v̂``);
 4. ``L_mask``: the mean over HADC modules of ``mask_loss(m̂_i, E(mask))`` (clips without a mask weigh 0);
 5. auxiliary terms, when ``decode_for_aux`` is on, on every ``aux_every``-th micro-step: x̂₀ is decoded
-   through the frozen VAE with gradients (the VAE's parameters stay frozen). ``L_track``: the
+   once, through the frozen VAE with gradients (the VAE's parameters stay frozen), and both terms read
+   the same frames (``decode_for_aux``: on CPU a batch-1 decode's 3D convolutions run on oneDNN, see
+   ``Conv3dLayout``). ``L_track``: the
    ground-truth query points are tracked on the decoded frames by ``tracker``
    (``losses.generated_tracker``, built once): ``"soft"`` soft-tracks them with the search windows
    centred on the ground-truth tracks (``losses.soft_tracker``), so the tracker measures how far the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import psutil
 import pytest
 import torch
+import yaml
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -18,6 +19,7 @@ from benchmarks._rank_memory import (
     make_mlp,
     optimizer_state_bytes,
 )
+from components.config.loader import load_section
 from components.training.plan import model_state_bytes
 
 SMALL = tb.TrainBenchConfig(
@@ -25,15 +27,16 @@ SMALL = tb.TrainBenchConfig(
     height=16,
     width=32,
     clips=2,
-    batch=1,
+    batch=2,
     layers=2,
     heads=2,
+    head_dim=16,
     latent_channels=4,
-    vae_block_channels=(8, 8, 16, 16),
     track_points=8,
+    aux_every=2,
     text_tokens=8,
     warmup_steps=1,
-    steps=2,
+    steps=4,
     threads=1,
     mem_width=512,
     mem_depth=2,
@@ -193,6 +196,14 @@ def test_step_figures_are_positive_and_consistent(figures) -> None:
     ):
         assert f[key] > 0, key
     assert f["mosa_over_base"] == pytest.approx(f["mosa_step_s"] / f["base_step_s"], rel=rel)
+    # amortised: one step with the auxiliary terms and aux_every - 1 without, over a base step
+    assert f["aux_every"] == SMALL.aux_every == 2
+    amortized = (f["mosa_step_s"] + f["mosa_noaux_step_s"]) / 2
+    assert f["mosa_amortized_step_s"] == pytest.approx(amortized, rel=rel)
+    assert f["mosa_over_base_amortized"] == pytest.approx(amortized / f["base_step_s"], rel=rel)
+    assert f["mosa_noaux_over_base"] == pytest.approx(f["mosa_noaux_step_s"] / f["base_step_s"], rel=rel)
+    # the steps between the auxiliary ones skip the decode, the tracker and the depth network
+    assert f["mosa_noaux_gflop_per_step"] < 0.8 * f["mosa_gflop_per_step"]
     assert f["base_samples_per_s"] == pytest.approx(SMALL.batch / f["base_step_s"], rel=rel)
     assert f["mosa_samples_per_s"] == pytest.approx(SMALL.batch / f["mosa_step_s"], rel=rel)
     assert f["mosa_step_gflops"] == pytest.approx(f["mosa_gflop_per_step"] / f["mosa_step_s"], rel=rel)
@@ -200,7 +211,7 @@ def test_step_figures_are_positive_and_consistent(figures) -> None:
     assert 0 < f["mosa_utilisation"] <= 1.5 and 0 < f["base_utilisation"] <= 1.5
     # the decode, depth network and soft tracker make a MoSA step costlier than a base step
     assert f["mosa_gflop_per_step"] > f["base_gflop_per_step"]
-    assert f["torch_threads"] == 1 and "clip 9x16x32" in f["config"]
+    assert f["torch_threads"] == 1 and "clip 9x16x32" in f["config"] and "aux every 2" in f["config"]
     assert f["mosa_trainable_params"] > 0 and f["base_trainable_params"] > 0
 
 
@@ -248,3 +259,59 @@ def test_zero2_and_zero3_hold_half_the_optimizer_state_per_rank(figures, zero) -
 def test_bad_clip_size_names_the_rule() -> None:
     with pytest.raises(ValueError, match=r"frames must be 8N\+1"):
         tb.step_benchmark(SMALL.model_copy(update={"frames": 10}))
+    with pytest.raises(ValueError, match=r"height must be a positive multiple of 16 \(VAE ×4, patch ×4\)"):
+        tb.step_benchmark(SMALL.model_copy(update={"height": 24}))
+    with pytest.raises(ValueError, match=r"steps \(1\) must be >= aux_every \(2\)"):
+        tb.step_benchmark(SMALL.model_copy(update={"steps": 1}))
+
+
+def test_default_config_is_params_yaml_cpu_profile() -> None:
+    """The class defaults mirror params.yaml: this fails when either drifts from the other."""
+    params = tb.ROOT / "params.yaml"
+    assert tb.TrainBenchConfig() == tb.TrainBenchConfig.from_params(params)
+    tiny = load_section("pretrain_base", params).tiny
+    raw_tiny = yaml.safe_load(params.read_text())["pretrain_base"]["tiny"]
+    mirrored = {
+        "layers",
+        "heads",
+        "head_dim",
+        "latent_channels",
+        "patch_size",
+        "vae_block_channels",
+        "vae_norm",
+    }
+    assert set(raw_tiny) <= mirrored, (
+        f"params.yaml tiny sets {set(raw_tiny) - mirrored}: mirror it in the bench"
+    )
+    cfg = tb.TrainBenchConfig()
+    sample = {"sample_frames", "sample_height", "sample_width"}  # the bench's clip size
+    built = tb._tiny(cfg).model_dump(mode="json", exclude=sample)
+    assert built == {k: v for k, v in tiny.items() if k not in sample}
+    train = load_section("train_dit", params)
+    assert (cfg.aux_every, cfg.aux_samples, cfg.track_points, cfg.batch) == (
+        train.aux_every,
+        train.aux_samples,
+        train.track_points,
+        train.batch_size,
+    )
+
+
+def test_from_params_follows_the_params_file(tmp_path) -> None:
+    data = yaml.safe_load((tb.ROOT / "params.yaml").read_text())
+    data["train_dit"].update(aux_every=3, aux_samples=None, track_points=20, batch_size=2)
+    data["pretrain_base"]["tiny"].update(layers=2, vae_block_channels=[8, 8, 16, 16])
+    data["ingest"]["clip"].update(frames=9, height=64)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = tb.TrainBenchConfig.from_params(path, steps=3)
+    assert (cfg.aux_every, cfg.aux_samples, cfg.track_points, cfg.batch, cfg.steps) == (3, None, 20, 2, 3)
+    assert (cfg.layers, cfg.vae_block_channels, cfg.frames, cfg.height) == (2, (8, 8, 16, 16), 9, 64)
+    assert "aux every 3 step(s) on all sample(s)" in cfg.describe()
+
+
+def test_aux_and_other_steps_are_told_apart_by_their_index() -> None:
+    times = [10.0, 1.0, 1.2, 1.1, 11.0, 0.9]  # updates 4..9 with aux_every 4: 4 and 8 compute the terms
+    assert tb.split_aux_times(times, 4, 4) == ([10.0, 11.0], [1.0, 1.2, 1.1, 0.9])
+    assert tb.split_aux_times(times, 0, 1) == (times, [])
+    assert tb.amortized_step(10.0, 1.0, 4) == pytest.approx(13.0 / 4)
+    assert tb.amortized_step(10.0, 1.0, 1) == 10.0
