@@ -6,6 +6,7 @@ their training start over instead of resuming checkpoints of other code."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,9 @@ def _module_file(module: str) -> Path | None:
     if base.with_suffix(".py").is_file():
         return base.with_suffix(".py")
     return None
+
+
+_MODULE_NAME = re.compile(r"(components|flows)(\.[A-Za-z_]\w*)+")
 
 
 def _package_inits(module: str) -> list[Path]:
@@ -67,6 +71,12 @@ def _imports(path: Path) -> set[str]:
                 base = ".".join([*anchor, base] if base else anchor)
             names.add(base)
             names.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _MODULE_NAME.fullmatch(node.value)
+        ):
+            names.add(node.value)  # a registry of module names imported later (the backbone specs)
         elif isinstance(node, ast.Call) and (prefix := _dynamic_prefix(node)):
             pkg = REPO.joinpath(*prefix.split("."))
             names.update(f"{prefix}.{f.stem}" for f in pkg.glob("*.py"))

@@ -16,6 +16,7 @@ import colorsys
 import dataclasses
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from components.config.sections.ingest import IngestParams, SyntheticSource
 from components.data import quality
 from components.data.sources import SourceItem
 from components.motion.motion import Motion
+
+if TYPE_CHECKING:
+    from components.synthetic.body import BodyStyle
+    from components.synthetic.scene import SceneSpec
 
 
 class SyntheticError(RuntimeError):
@@ -160,14 +165,14 @@ def describe_scene(scene) -> str:
     return f"on {floor}{near}"
 
 
-def pooled_style(seed: int, k: int):
+def pooled_style(seed: int, k: int) -> BodyStyle:
     """Person ``k`` of the source's pool (``people``): a random body style fixed by ``(seed, k)``."""
     from components.synthetic.body import random_style
 
     return random_style(np.random.default_rng([seed, 0x9E0, k]))
 
 
-def pooled_look(seed: int, k: int):
+def pooled_look(seed: int, k: int) -> SceneSpec:
     """Scene look ``k`` of the source's pool (``scenes``): sky, backdrop, floor and light fixed by
     ``(seed, k)``; it carries no boxes (each clip places its own around its motion)."""
     from components.synthetic.scene import random_scene

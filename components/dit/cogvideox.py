@@ -22,6 +22,7 @@ from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from torch import Tensor, nn
 
 from components.dit.cogvideox_vae import AutoencoderKLCogVideoXPixelNorm
+from components.dit.conv3d_layout import vae_conv_layout
 from components.dit.spec import (
     BackboneSpec,
     BaseModels,
@@ -224,7 +225,8 @@ class CogVideoXSpec(BackboneSpec):
         self.check_video(video, "CogVideoX vae_encode")
         spatial = self.vae_spatial_compression(vae)
         self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=spatial)
-        dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
+        with vae_conv_layout(vae):
+            dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         z = dist.mode() if generator is None else dist.sample(generator)
         return (z * vae.config.scaling_factor).permute(0, 2, 1, 3, 4).contiguous()
 
@@ -236,7 +238,8 @@ class CogVideoXSpec(BackboneSpec):
         if latents.ndim != 5:
             raise ValueError(f"latents must be [B,F,C,h,w], got shape {tuple(latents.shape)}")
         z = latents.permute(0, 2, 1, 3, 4).to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor
-        return vae.decode(z).sample
+        with vae_conv_layout(vae):
+            return vae.decode(z).sample
 
     # ---- objective ----------------------------------------------------------------------------
     def add_noise(self, scheduler: Any, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:

@@ -99,7 +99,7 @@ def train_and_follow(
     from components.dit.data import build_examples, check_sample
     from components.dit.follow import compare_following, score_following
     from components.dit.mosa import MoSAConfig
-    from components.dit.pipeline import MoSAPipeline
+    from components.dit.pipeline import MoSAPipeline, PipelineDefaults
     from components.dit.train import DiTTrainConfig, train_mosa
     from components.losses.total import LossWeights
     from components.motion.structure import StructureModel
@@ -159,7 +159,12 @@ def train_and_follow(
     model.eval()
     # the whole curve: a run resumed from a checkpoint gets the earlier steps from the checkpoint
     history = [dict(r) for r in result.losses] or history
-    pipe = MoSAPipeline(bundle, model, StructureModel.from_pretrained(params.motion))
+    # the saved pipeline samples with the guidance the follow check uses (``mosa generate``'s default)
+    b = bundle
+    defaults = PipelineDefaults(
+        guidance=params.follow.guidance, frames=b.frames, height=b.height, width=b.width, fps=b.fps
+    )
+    pipe = MoSAPipeline(bundle, model, StructureModel.from_pretrained(params.motion), defaults)
 
     fp = params.follow
     picked = held[: fp.clips]

@@ -14,8 +14,8 @@
 4. ``L_mask``: the mean over HADC modules of ``mask_loss(m̂_i, E(mask))`` (clips without a mask weigh 0);
 5. auxiliary terms, when ``decode_for_aux`` is on, on every ``aux_every``-th micro-step: x̂₀ is decoded
    once, through the frozen VAE with gradients (the VAE's parameters stay frozen), and both terms read
-   the same frames (``decode_for_aux``: on CPU a batch-1 decode's 3D convolutions run on oneDNN, see
-   ``Conv3dLayout``). ``L_track``: the
+   the same frames (``decode_for_aux``; on CPU the batch-1 decode's 3D convolutions run on oneDNN, see
+   ``components.dit.conv3d_layout``). ``L_track``: the
    ground-truth query points are tracked on the decoded frames by ``tracker``
    (``losses.generated_tracker``, built once): ``"soft"`` soft-tracks them with the search windows
    centred on the ground-truth tracks (``losses.soft_tracker``), so the tracker measures how far the
@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from components.base.depth import to_world, unproject
 from components.dit.data import DiTExample, ExampleSet
@@ -216,80 +215,11 @@ def contact_term(
 
 # ---------------------------------------------------------------- the decode for the auxiliary terms
 
-_SLOW_CONV3D_MAX = 20480  # ATen's ConvParams::use_mkldnn: below this N·C·D₁·D₂, batch-1 conv3d is slow
-
-
-class Conv3dLayout(TorchFunctionMode):
-    """Inside the block, a CPU float32 ``conv3d`` on a single sample runs with its spatial axes
-    reordered (largest first), so that PyTorch picks its oneDNN kernel instead of the slow vol2col one.
-
-    Why: ATen chooses the oneDNN convolution for a batch-1 input only when ``N·C·D₁·D₂`` (the first two
-    spatial sizes) exceeds 20480; the VAE decodes a few latent frames at a time, so time is the first
-    spatial axis and every decoder conv fell to ``slow_conv3d`` (5–12× slower per conv measured at
-    1 thread, forward and backward alike, since the backward takes the forward's backend). A
-    convolution is the same sum over any ordering of its axes, so reordering the input, the weight and
-    the per-axis stride/padding/dilation and ordering the output back is an exact rewrite (the results
-    differ by float rounding only). Other calls (GPU, batches, other dtypes) pass through unchanged.
-    """
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        if func is F.conv3d or func is torch.conv3d:
-            named = dict(kwargs)
-            head = (named.pop("input"),) if "input" in named else ()
-            out = _conv3d_reordered(*head, *args, **named)
-            if out is not None:
-                return out
-        return func(*args, **kwargs)
-
-
-def _per_axis(value: Any, order: list[int]) -> Any:
-    """A conv3d stride/padding/dilation argument reordered like the spatial axes (strings unchanged)."""
-    if isinstance(value, str):
-        return value
-    vals = [value] * 3 if isinstance(value, int) else list(value)
-    if len(vals) == 1:
-        return vals[0]
-    return tuple(vals[i] for i in order)
-
-
-def _conv3d_reordered(
-    x: Tensor,
-    weight: Tensor,
-    bias: Tensor | None = None,
-    stride: Any = 1,
-    padding: Any = 0,
-    dilation: Any = 1,
-    groups: int = 1,
-) -> Tensor | None:
-    """``conv3d`` with the spatial axes reordered largest first (see ``Conv3dLayout``), or None when
-    the call is not a batch-1 CPU float32 one that ATen would send to its slow kernel."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.ndim != 5 or x.shape[0] != 1 or groups != 1:
-        return None
-    n, c, *sizes = x.shape
-    order = sorted(range(3), key=lambda i: -sizes[i])
-    if order == [0, 1, 2] or n * c * sizes[0] * sizes[1] > _SLOW_CONV3D_MAX:
-        return None
-    if n * c * sizes[order[0]] * sizes[order[1]] <= _SLOW_CONV3D_MAX:
-        return None  # reordering would not change the kernel ATen picks
-    perm = [0, 1, *(2 + i for i in order)]
-    out = F.conv3d(
-        x.permute(perm),
-        weight.permute(perm),
-        bias,
-        _per_axis(stride, order),
-        _per_axis(padding, order),
-        _per_axis(dilation, order),
-        groups,
-    )
-    return out.permute([perm.index(i) for i in range(5)])
-
 
 def decode_for_aux(spec: BackboneSpec, vae: nn.Module, x0_hat: Tensor) -> Tensor:
     """x̂₀ latents ``[B,F',C,h,w]`` → frames ``[B,3,F,H,W]`` float through the frozen VAE, with gradients
-    to x̂₀: ``spec.vae_decode`` under ``Conv3dLayout`` (the same frames, faster on CPU)."""
-    with Conv3dLayout():
-        return spec.vae_decode(vae, x0_hat.to(vae.dtype)).float()
+    to x̂₀ (``spec.vae_decode``, whose batch-1 3D convolutions run on oneDNN on CPU: ``Conv3dLayout``)."""
+    return spec.vae_decode(vae, x0_hat.to(vae.dtype)).float()
 
 
 # ---------------------------------------------------------------- the objective

@@ -25,6 +25,7 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTran
 from diffusers.utils import is_accelerate_available
 from torch import Tensor, nn
 
+from components.dit.conv3d_layout import vae_conv_layout
 from components.dit.spec import (
     BackboneSpec,
     BaseModels,
@@ -177,7 +178,8 @@ class WanSpec(BackboneSpec):
         self.check_video(video, "Wan vae_encode")
         spatial = self.vae_spatial_compression(vae)
         self.latent_shape(video.shape[2], video.shape[3], video.shape[4], patch_size=1, spatial=spatial)
-        dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
+        with vae_conv_layout(vae):
+            dist = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist
         z = dist.mode() if generator is None else dist.sample(generator)
         mean, std = _latent_stats(vae, z)
         return ((z - mean) / std).permute(0, 2, 1, 3, 4).contiguous()
@@ -191,7 +193,8 @@ class WanSpec(BackboneSpec):
             raise ValueError(f"latents must be [B,F,C,h,w], got shape {tuple(latents.shape)}")
         z = latents.permute(0, 2, 1, 3, 4).to(device=vae.device, dtype=vae.dtype)
         mean, std = _latent_stats(vae, z)
-        return vae.decode(z * std + mean).sample
+        with vae_conv_layout(vae):
+            return vae.decode(z * std + mean).sample
 
     # ---- objective ----------------------------------------------------------------------------
     def add_noise(self, scheduler: Any, x0: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
