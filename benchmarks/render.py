@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 
-from components.config.schema import ClipParams
-from components.motion.camera import CameraSpec, build_cameras
+from components.data.config import ClipParams
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec
 from components.motion.render import project_motion_to_openpose, skeleton_video
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.ablate import AblateParams
-from components.config.sections.train_dit import TrainDiTParams
+from components.dit.config import TrainDiTParams
+from components.evaluation.config import AblateParams
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import checkpoint_folder, dvc_dep_hashes, is_rank_zero, run_fingerprint, stage_run
 
@@ -110,8 +110,8 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
         video = evaluate_samples(list(VIDEO_METRICS), generated, reference)
         metrics: dict[str, Any] = {
             "variant": variant,
-            "mosa": params.mosa,
-            "losses": params.losses,
+            "mosa": params.mosa.model_dump(mode="json"),
+            "losses": params.losses.model_dump(mode="json"),
             "train_clips": out.train_clips,
             "clips_quarantined": len(out.quarantine),
             "steps": out.result.steps,

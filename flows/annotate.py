@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from components.annotation import annotate as an
 from components.annotation import stats
+from components.annotation.config import AnnotateParams
 from components.config import load_section
-from components.config.sections.annotate import AnnotateParams
 from components.data.expectations import ExpectationSpec, ensure_valid, validate_table
 from components.io.atomic import atomic_dir, write_text_atomic
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED, read_manifest

@@ -15,8 +15,8 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.evaluate import EvaluateParams
 from components.evaluation.ablations import ablation_markdown, load_variants
+from components.evaluation.config import EvaluateParams
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import stage_main, stage_run
 

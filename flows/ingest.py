@@ -16,8 +16,8 @@ from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
 from components.config import load_section, validate_section
-from components.config.sections.ingest import IngestParams
 from components.data import ingest as ing
+from components.data.config import IngestParams
 from components.data.expectations import ManifestLimits, ensure_valid, validate_manifest
 from components.io.atomic import atomic_dir, write_text_atomic
 from components.io.manifest import to_manifest, write_manifest

@@ -13,8 +13,8 @@ from typing import Any
 
 from prefect import flow
 
+from components.base.config import PretrainBaseParams
 from components.config import load_section
-from components.config.sections.pretrain_base import PretrainBaseParams
 from components.io.atomic import atomic_dir, write_json_atomic, write_text_atomic
 from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
@@ -60,15 +60,14 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
 
     from components.annotation.mask import video_detect_rate
     from components.annotation.overlay import save_png
+    from components.backbone.spec import get_spec
     from components.base.bundle import BaseBundle
-    from components.base.depth import DepthNetConfig
     from components.base.sample import sample_video
     from components.base.text import build_token_encoder
     from components.base.train_depth import evaluate_depth, median_depth, train_depth
     from components.base.train_dit import captions, encode_latents, train_base_dit, validation_loss
     from components.base.train_vae import evaluate_vae, mean_frame, train_vae
     from components.data.clipset import load_clipset
-    from components.dit.spec import TinyConfig, get_spec
 
     params: PretrainBaseParams = load_section("pretrain_base", params_path, overrides)
     if not params.enabled:
@@ -95,7 +94,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         train = [s for s in samples if s.split == "train"] or samples
         val = [s for s in samples if s.split != "train"] or samples[:2]
         spec = get_spec(params.backbone)
-        tiny = TinyConfig(**params.tiny)
+        tiny = params.tiny
         models = spec.build_tiny(tiny)
         vae, vae_history = train_vae(
             train, spec, models.vae, params.vae, beta=params.vae_beta, crop=params.vae_crop,
@@ -129,7 +128,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         depth_net, depth_scores, resumed = None, {}, [vae_history.resumed_from, dit_history.resumed_from]
         if with_depth:
             const = median_depth(with_depth)
-            cfg = DepthNetConfig(**{**params.depth_net, "init_depth": const})
+            cfg = params.depth_net.model_copy(update={"init_depth": const})
             depth_net, depth_history = train_depth(
                 with_depth,
                 cfg,

@@ -12,8 +12,8 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.pretrain_motion import PretrainMotionParams
 from components.io.atomic import atomic_dir, write_text_atomic
+from components.motion.config import PretrainMotionParams
 from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
 HEADLINE = (
@@ -78,7 +78,6 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
     params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
     ckpt = checkpoint_dir(params)
     with stage_run("pretrain_motion", params) as run:
-
         def on_log(phase: str, step: int, logs: dict[str, float]) -> None:
             if run.run_id is not None:
                 import mlflow

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.train_dit import TrainDiTParams
+from components.dit.config import TrainDiTParams
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
 
@@ -47,7 +47,6 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
     t0 = time.perf_counter()
     ckpt = checkpoint_dir(params)
     with stage_run("train_dit", params) as run:
-
         def log_fn(step: int, logs: dict[str, float]) -> None:
             if run.run_id is not None:
                 import mlflow

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from components.annotation.pose import check_model_path
+
 
 def _words(text: str) -> frozenset[str]:
     """A word list written as whitespace-separated text."""
@@ -600,8 +602,6 @@ def action_phrases(caption: str) -> list[str]:
 
 # --- adapters ----------------------------------------------------------------------------------------
 def _model_dir(model_path: str | Path | None, what: str) -> Path:
-    from components.annotation.pose import check_model_path
-
     return check_model_path(model_path, what)
 
 

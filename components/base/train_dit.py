@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from components.base import History, LogFn, fit_phase, unit_video
+from components.backbone.spec import BackboneSpec, BaseModels, flow_shift
+from components.base.phase import History, LogFn, fit_phase, unit_video
 from components.base.text import TokenTextEncoder
 from components.base.train_vae import check_clips, epoch_index
-from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
-from components.dit.spec import BackboneSpec, BaseModels, flow_shift
 from components.losses.diffusion import v_prediction_loss
+from components.training.config import TrainPhaseParams
 
 
 class Denoiser(nn.Module):

@@ -52,12 +52,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from components.annotation.text import build_prompt_extractor
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
+from components.base.bundle import BaseBundle, load_base, make_config
+from components.base.sample import decode_frames, sample_latents
+from components.base.text import TokenTextEncoder
+from components.dit.config import MoSAConfig
 from components.dit.data import to_unit_video
-from components.dit.mosa import MoSAConfig, MoSATransformer
+from components.dit.mosa import MoSATransformer
 from components.io.atomic import atomic_dir
-from components.motion.camera import CameraSpec, build_cameras, parse_camera
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec, GeneratorConfig, VQVAEConfig, parse_camera
+from components.motion.generator import MotionGenerator
+from components.motion.humanml3d import compute_stats, joints_to_features
+from components.motion.mocap import load_deepmimic
 from components.motion.render import project_motion_to_openpose, skeleton_video
 from components.motion.structure import DEFAULT_GUIDANCE, StructureModel
+from components.motion.vqvae import MotionVQVAE
 from components.synthetic.render import resample_joints
 
 if TYPE_CHECKING:
@@ -162,7 +173,6 @@ class MoSAPipeline:
     def from_pretrained(cls, directory: str | Path, text: TokenTextEncoder | None = None) -> MoSAPipeline:
         """Load a folder written by ``save_pretrained`` (CPU, float32, frozen). ``text`` reuses a loaded
         token encoder (it must be the bundle's)."""
-        from components.base.bundle import load_base
 
         root = Path(directory)
         if not root.is_dir():
@@ -292,7 +302,6 @@ class MoSAPipeline:
         use_structure: bool = True,
     ) -> PipelineOutput:
         """Generate one clip for ``prompt`` (see the module docstring for every option)."""
-        from components.base.sample import decode_frames, sample_latents
 
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(
@@ -356,10 +365,6 @@ def _randomise_output_layers(mosa: MoSATransformer, seed: int, std: float) -> No
 def tiny_structure_model(seed: int = 0) -> StructureModel:
     """A random-weight tiny structure transformer whose features are normalised with the statistics of
     a real motion (the packaged DeepMimic walk), so its joints look like a person; MiniLM text."""
-    from components.motion.generator import GeneratorConfig, MotionGenerator
-    from components.motion.humanml3d import compute_stats, joints_to_features
-    from components.motion.mocap import load_deepmimic
-    from components.motion.vqvae import MotionVQVAE, VQVAEConfig
 
     stats = compute_stats([joints_to_features(load_deepmimic("walk").joints)])
     with torch.random.fork_rng(devices=[]):
@@ -386,9 +391,6 @@ def build_tiny_pipeline(
     real one; HADC's output layers are randomised so the skeleton changes the frames. ``text`` reuses
     a loaded MiniLM token encoder (``max_tokens`` 8); otherwise one is loaded.
     """
-    from components.base.bundle import BaseBundle, make_config
-    from components.base.text import TokenTextEncoder
-    from components.dit.spec import TinyConfig, get_spec
 
     frames, height, width, fps = 9, 32, 48, 8.0
     text = text if text is not None else TokenTextEncoder("minilm", max_tokens=8)

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from components.annotation.pose import PoseResult
+from components.annotation.mask import MediaPipeMask, build_mask_estimator
+from components.annotation.pose import PoseResult, build_pose_estimator
 
 if TYPE_CHECKING:
     from components.evaluation.features import FeatureExtractor
@@ -226,6 +227,7 @@ class MetricContext:
     def feature_extractor(self, backbone: str | None = None) -> FeatureExtractor:
         """A cached image feature extractor (``features.build_feature_extractor``): ``backbone`` or
         ``feature_backbone``, with ``clip_path`` / ``dino_path`` for CLIP / DINO."""
+        # lazy: torch and the EfficientNet weights load only when a feature metric runs
         from components.evaluation.features import build_feature_extractor
 
         name = (backbone or self.feature_backbone).strip().lower()
@@ -254,8 +256,6 @@ class MetricContext:
             return self._mediapipe_both(sample)[1]
 
         def run() -> PoseResult:
-            from components.annotation.pose import build_pose_estimator
-
             est = self.cached(
                 ("pose", self.pose_estimator, str(self.pose_model_path)),
                 lambda: build_pose_estimator(self.pose_estimator, self.pose_model_path),
@@ -270,8 +270,6 @@ class MetricContext:
             return self._mediapipe_both(sample)[0]
 
         def run() -> np.ndarray:
-            from components.annotation.mask import build_mask_estimator
-
             est = self.cached(
                 ("mask", self.mask_estimator, str(self.mask_model_path)),
                 lambda: build_mask_estimator(self.mask_estimator, self.mask_model_path),
@@ -281,8 +279,6 @@ class MetricContext:
         return self._per_sample("mask", sample, run)
 
     def _mediapipe_both(self, sample: VideoSample) -> tuple[np.ndarray, PoseResult]:
-        from components.annotation.mask import MediaPipeMask
-
         est = self.cached(("mask+pose", "mediapipe"), MediaPipeMask)
         return self._per_sample("mask+pose", sample, lambda: est.with_pose(sample.frames))
 

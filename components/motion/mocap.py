@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
+from components.motion.humanml3d import features_to_joints
 from components.motion.motion import HUMANML3D_FPS, Motion
 from components.motion.skeleton import SMPL22_NAMES
 
@@ -880,7 +881,6 @@ def load_humanml3d(
     without captions. Unreadable/invalid features or spans are skipped, logged and returned as
     problems.
     """
-    from components.motion.humanml3d import features_to_joints
 
     root = Path(root)
     vec_dir, txt_dir = root / "new_joint_vecs", root / "texts"

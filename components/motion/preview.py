@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from components.motion.camera import CameraSpec, build_cameras
+from components.motion import mocap
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec
 from components.motion.motion import HUMANML3D_FPS, Motion
 from components.motion.render import draw_stick_3d, project_motion_to_openpose, skeleton_video
 
@@ -23,7 +25,6 @@ def load_motion_source(source: str) -> Motion:
         if joints.ndim != 3 or joints.shape[1:] != (22, 3):
             raise ValueError(f"{source}: expected SMPL-22 joints [T,22,3], got {joints.shape}")
         return Motion(joints.astype(np.float64), fps=HUMANML3D_FPS, name=path.stem, source=str(path))
-    from components.motion import mocap
 
     if path.suffix.lower() == ".bvh":
         if not path.is_file():

@@ -48,12 +48,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from components.io.atomic import atomic_path
 from components.training import checkpoint as ckpt
+from components.training.config import EngineConfig
 from components.training.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -90,42 +90,6 @@ ZERO_SETTINGS: dict[int, dict[str, Any]] = {
         "stage3_gather_16bit_weights_on_model_save": False,
     },
 }
-
-
-class EngineConfig(BaseModel):
-    """Training-engine settings shared by every training stage (one params.yaml sub-section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    offload: bool = Field(False, description="ZeRO-Offload: optimizer (and with stage 3 parameters) on CPU")
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    total_steps: int = Field(gt=0, description="length of the LR schedule in optimizer updates")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of lr")
-    grad_accum: int = Field(1, ge=1)
-    micro_batch: int = Field(ge=1, description="samples per rank per micro-step (the batch callable's)")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null = no clipping")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every: int = Field(0, ge=0, description="optimizer updates between checkpoints; 0 = end only")
-    keep_checkpoints: int = Field(2, ge=1)
-    seed: int = Field(0, ge=0)
-    gradient_checkpointing: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EngineConfig:
-        if self.warmup_steps > self.total_steps:
-            raise ValueError(
-                f"warmup_steps ({self.warmup_steps}) must not exceed total_steps ({self.total_steps})"
-            )
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
-        if self.offload and self.zero_stage == 0:
-            raise ValueError("offload needs zero_stage 1, 2 or 3 (ZeRO-Offload); set offload: false")
-        return self
 
 
 # ---------------------------------------------------------------- DeepSpeed config

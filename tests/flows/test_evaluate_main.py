@@ -113,7 +113,7 @@ def _annotate(ingest_dir: Path, annotate_dir: Path) -> None:
     import pandas as pd
 
     from components.annotation import annotate as an
-    from components.config.schema import AnnotateParams
+    from components.annotation.config import AnnotateParams
 
     ap = AnnotateParams(input=ingest_dir, output=annotate_dir)
     ann = an.build_annotators(ap)

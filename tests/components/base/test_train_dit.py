@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
 from components.base.text import TokenTextEncoder
 from components.base.train_dit import (
     DiTBatches,
@@ -16,8 +18,7 @@ from components.base.train_dit import (
     train_base_dit,
     validation_loss,
 )
-from components.config.schema import TrainPhaseParams
-from components.dit.spec import TinyConfig, get_spec
+from components.training.config import TrainPhaseParams
 from tests.components.base.test_train_vae import moving_shapes
 
 torch.set_num_threads(1)

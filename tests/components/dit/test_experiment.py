@@ -41,7 +41,8 @@ def _save_tiny_t5(root: Path) -> None:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Path:
     """A tiny CogVideoX folder in the published layout (GroupNorm VAE, as the real one), with T5."""
-    from components.dit.spec import TinyConfig, get_spec
+    from components.backbone.config import TinyConfig
+    from components.backbone.spec import get_spec
 
     root = tmp_path_factory.mktemp("CogVideoX-tiny")
     tiny = TinyConfig(

@@ -12,7 +12,8 @@ import torch
 
 from components.base.text import TokenTextEncoder
 from components.dit.pipeline import MoSAPipeline, build_tiny_pipeline
-from components.motion.camera import build_cameras, parse_camera
+from components.motion.camera import build_cameras
+from components.motion.config import parse_camera
 from components.motion.render import project_motion_to_openpose
 
 torch.set_num_threads(1)

@@ -9,7 +9,7 @@ import torch
 
 from components.evaluation.features import EfficientNetFeatures
 from components.evaluation.registry import MetricContext
-from components.motion.camera import CameraSpec
+from components.motion.config import CameraSpec
 from components.motion.mocap import load_deepmimic
 from components.synthetic.render import GroundTruth, render_clip
 

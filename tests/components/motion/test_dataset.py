@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.config.schema import SyntheticSource
+from components.data.config import SyntheticSource
 from components.data.synthetic_source import write_motion_set
 from components.motion.augment import mirror
 from components.motion.dataset import MotionDataset, split_by_group

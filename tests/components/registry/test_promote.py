@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from components.registry.config import GateConfig, GateRule
 from components.registry.promote import (
     CHAMPION,
     PREVIOUS,
     PREVIOUS_TAG,
-    GateConfig,
-    GateRule,
     RegistryError,
     RegistryLockTimeout,
     aliases,

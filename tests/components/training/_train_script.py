@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.training import EngineConfig, Trainer, seed_everything
+from components.training.config import EngineConfig
+from components.training.engine import Trainer, seed_everything
 
 N_SAMPLES = 256
 

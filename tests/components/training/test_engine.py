@@ -17,14 +17,9 @@ from pydantic import ValidationError
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from components.training import (
-    EngineConfig,
-    Trainer,
-    build_ds_config,
-    load_ds_template,
-    lr_factor,
-    seed_everything,
-)
+from components.training.config import EngineConfig
+from components.training.engine import Trainer, build_ds_config, load_ds_template, seed_everything
+from components.training.schedule import lr_factor
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "infra" / "deepspeed"
 TEMPLATE_CASES = [

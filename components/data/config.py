@@ -1,6 +1,5 @@
-"""params.yaml ``ingest``: sources, clipping, quality filters, limits.
-
-One module per stage, so that a stage's DVC deps change only with its own section."""
+"""Config leaf of the data room: params.yaml ``ingest`` (sources, clipping, quality filters, limits).
+Pydantic only."""
 
 from __future__ import annotations
 
@@ -9,17 +8,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components.config.sections.common import _Strict
+from components.motion.config import parse_camera
+from components.params import StrictModel
 
 
-class DemoSource(_Strict):
+class DemoSource(StrictModel):
     """Real demo videos shipped inside installed packages (see components.data.demo)."""
 
     kind: Literal["demo"] = "demo"
     videos: list[str] = Field(min_length=1, description="names from components.data.demo.DEMO_VIDEOS")
 
 
-class FolderSource(_Strict):
+class FolderSource(StrictModel):
     """A folder of videos; ``<stem>.txt`` beside a video is its caption."""
 
     kind: Literal["folder"] = "folder"
@@ -28,7 +28,7 @@ class FolderSource(_Strict):
     extensions: list[str] = Field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"])
 
 
-class ManifestSource(_Strict):
+class ManifestSource(StrictModel):
     """A CSV or JSONL file with columns path, optional caption, optional start/end (seconds).
 
     Relative paths resolve against the manifest's folder and must stay inside it.
@@ -49,7 +49,7 @@ DEFAULT_SYNTHETIC_CAMERAS = [
 ]
 
 
-class SyntheticSource(_Strict):
+class SyntheticSource(StrictModel):
     """Mocap-driven synthetic human videos with exact labels (components.synthetic).
 
     Each clip picks a motion (DeepMimic clips from pybullet_data, or HumanML3D when a path is
@@ -88,18 +88,16 @@ class SyntheticSource(_Strict):
     @field_validator("cameras")
     @classmethod
     def _cameras_parse(cls, v: list[str]) -> list[str]:
-        from components.motion.camera import parse_camera
 
         for spec in v:
             parse_camera(spec)  # raises ValueError naming the bad spec
         return v
 
 
-# A new source kind adds a model here and a discoverer in components.data.sources.DISCOVERERS.
 Source = Annotated[DemoSource | FolderSource | ManifestSource | SyntheticSource, Field(discriminator="kind")]
 
 
-class ClipParams(_Strict):
+class ClipParams(StrictModel):
     """How source videos become fixed-length training clips."""
 
     frames: int = Field(default=17, ge=9, description="frames per clip; must be 8N+1 (VAE temporal stride 4)")
@@ -128,7 +126,7 @@ class ClipParams(_Strict):
         return v
 
 
-class QualityParams(_Strict):
+class QualityParams(StrictModel):
     """Thresholds of the clip quality filter (VBench-style dimensions, our substitutes)."""
 
     min_dynamic_degree: float = Field(
@@ -140,7 +138,7 @@ class QualityParams(_Strict):
     max_exposure_clipped: float = Field(default=0.6, ge=0, le=1)
 
 
-class InputLimits(_Strict):
+class InputLimits(StrictModel):
     """Inputs outside these limits are quarantined rather than clipped."""
 
     min_side: int = Field(default=64, ge=2, description="smallest accepted source width/height in pixels")
@@ -149,7 +147,7 @@ class InputLimits(_Strict):
     require_caption: bool = False
 
 
-class IngestParams(_Strict):
+class IngestParams(StrictModel):
     """params.yaml ``ingest`` section."""
 
     sources: list[Source] = Field(min_length=1)
@@ -166,3 +164,6 @@ class IngestParams(_Strict):
         if self.limits.min_side > self.limits.max_side:
             raise ValueError("limits.min_side must not exceed limits.max_side")
         return self
+
+
+# A new source kind adds a model here and a discoverer in components.data.sources.DISCOVERERS.

@@ -6,7 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from components.dit.spec import SPECS, BackboneSpec, TinyConfig, check_model_folder, get_spec
+from components.backbone.config import TinyConfig
+from components.backbone.spec import SPECS, BackboneSpec, check_model_folder, get_spec
 
 
 def test_registry_lists_both_backbones_with_their_objectives() -> None:
@@ -112,7 +113,7 @@ def test_tiny_vae_encodes_at_its_own_spatial_factor(name: str, channels: tuple[i
 def test_flow_shift_reads_either_config_key() -> None:
     from diffusers import CogVideoXDDIMScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
-    from components.dit.spec import flow_shift
+    from components.backbone.spec import flow_shift
 
     assert flow_shift(FlowMatchEulerDiscreteScheduler(shift=5.0)) == 5.0
     # the published Wan 2.1 scheduler: UniPC with flow sigmas, its shift under ``flow_shift``

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.dit.spec import BlockContext, ControlHooks, TinyConfig, get_spec
+from components.backbone.config import TinyConfig
+from components.backbone.spec import BlockContext, ControlHooks, get_spec
 
 torch.set_num_threads(1)
 SPEC = get_spec("wan")
@@ -121,7 +122,7 @@ def _save_tiny(tmp_path):
 
 
 def test_load_pretrained_without_accelerate_says_what_to_install(tmp_path, monkeypatch) -> None:
-    import components.dit.wan as wan
+    import components.backbone.wan as wan
 
     _save_tiny(tmp_path)
     monkeypatch.setattr(wan, "is_accelerate_available", lambda: False)

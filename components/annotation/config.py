@@ -1,6 +1,4 @@
-"""params.yaml ``annotate``: annotators, tracks, captions, filters, people.
-
-One module per stage, so that a stage's DVC deps change only with its own section."""
+"""Config leaf of the annotation room: params.yaml ``annotate``. Pydantic only."""
 
 from __future__ import annotations
 
@@ -9,17 +7,17 @@ from typing import Literal
 
 from pydantic import Field
 
-from components.config.sections.common import _Strict
+from components.params import StrictModel
 
 
-class AnnotatorParams(_Strict):
+class AnnotatorParams(StrictModel):
     """One annotator: a real offline default, or the paper's model from a local path."""
 
     name: str
     model_path: Path | None = None
 
 
-class TrackParams(_Strict):
+class TrackParams(StrictModel):
     name: Literal["lk", "cotracker3"] = "lk"
     model_path: Path | None = None
     person_stride: int = Field(default=4, ge=1, description="grid step (px) of query points on the person")
@@ -29,14 +27,14 @@ class TrackParams(_Strict):
     )
 
 
-class CaptionParams(_Strict):
+class CaptionParams(StrictModel):
     captioner: Literal["sidecar", "vlm"] = "sidecar"
     vlm_path: Path | None = None
     prompt_extractor: Literal["rules", "llm"] = "rules"
     llm_path: Path | None = None
 
 
-class FilterParams(_Strict):
+class FilterParams(StrictModel):
     """Appendix C filters on the detected keypoints."""
 
     min_motion: float = Field(
@@ -48,7 +46,7 @@ class FilterParams(_Strict):
     confidence_threshold: float = Field(default=0.3, ge=0, le=1)
 
 
-class PeopleParams(_Strict):
+class PeopleParams(StrictModel):
     """Pose of real clips at the source's full resolution, several people followed, the most active
     one the clip's subject (components.annotation.people). Synthetic clips keep the clip-level pass."""
 
@@ -59,7 +57,7 @@ class PeopleParams(_Strict):
     max_side: int = Field(default=2000, ge=64, description="source frames larger than this are downscaled")
 
 
-class AnnotateParams(_Strict):
+class AnnotateParams(StrictModel):
     """params.yaml ``annotate`` section."""
 
     input: Path = Path("data/ingest")

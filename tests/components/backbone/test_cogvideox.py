@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.dit.cogvideox import SCHEDULER_5B, crop_region, rotary_embedding
-from components.dit.spec import BlockContext, ControlHooks, TinyConfig, get_spec
+from components.backbone.cogvideox import SCHEDULER_5B, crop_region, rotary_embedding
+from components.backbone.config import TinyConfig
+from components.backbone.spec import BlockContext, ControlHooks, get_spec
 
 torch.set_num_threads(1)
 SPEC = get_spec("cogvideox")

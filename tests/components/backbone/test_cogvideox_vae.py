@@ -1,4 +1,4 @@
-"""The CogVideoX VAE with per-position RMS norms (components/dit/cogvideox_vae.py)."""
+"""The CogVideoX VAE with per-position RMS norms (components/backbone/cogvideox_vae.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 from torch import nn
 
+from components.backbone.cogvideox_vae import (
+    AutoencoderKLCogVideoXPixelNorm,
+    PixelRMSNorm,
+    replace_group_norms,
+)
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
 from components.base.bundle import _load_diffusers_module
-from components.dit.cogvideox_vae import AutoencoderKLCogVideoXPixelNorm, PixelRMSNorm, replace_group_norms
-from components.dit.spec import TinyConfig, get_spec
 
 SPEC = get_spec("cogvideox")
 SMALL = dict(sample_height=32, sample_width=48, vae_block_channels=(8, 16, 16), latent_channels=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from components.dit.conv3d_layout import Conv3dLayout
+from components.backbone.conv3d_layout import Conv3dLayout
 
 
 def test_conv3d_layout_gives_the_same_convolution_on_the_fast_kernel() -> None:

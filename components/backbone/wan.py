@@ -25,13 +25,13 @@ from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTran
 from diffusers.utils import is_accelerate_available
 from torch import Tensor, nn
 
-from components.dit.conv3d_layout import vae_conv_layout
-from components.dit.spec import (
+from components.backbone.config import TinyConfig
+from components.backbone.conv3d_layout import vae_conv_layout
+from components.backbone.spec import (
     BackboneSpec,
     BaseModels,
     BlockContext,
     ControlHooks,
-    TinyConfig,
     check_model_folder,
     check_predict_inputs,
 )

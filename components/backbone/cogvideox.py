@@ -21,14 +21,14 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXT
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from torch import Tensor, nn
 
-from components.dit.cogvideox_vae import AutoencoderKLCogVideoXPixelNorm
-from components.dit.conv3d_layout import vae_conv_layout
-from components.dit.spec import (
+from components.backbone.cogvideox_vae import AutoencoderKLCogVideoXPixelNorm
+from components.backbone.config import TinyConfig
+from components.backbone.conv3d_layout import vae_conv_layout
+from components.backbone.spec import (
     BackboneSpec,
     BaseModels,
     BlockContext,
     ControlHooks,
-    TinyConfig,
     check_model_folder,
     check_predict_inputs,
 )

@@ -1,18 +1,52 @@
-"""params.yaml ``train_dit``: the MoSA modules, their losses and the following check.
-
-One module per stage, so that a stage's DVC deps change only with its own section."""
+"""Config leaf of the dit room: the MoSA modules' architecture and ablation switches (``MoSAConfig``) and
+params.yaml ``train_dit`` (the MoSA modules, their losses and the following check). Pydantic only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from components.config.sections.common import TokenEncoderParams, TrainPhaseParams, _Strict
+from components.base.config import TokenEncoderParams
+from components.losses.config import LossWeights
+from components.params import StrictModel
+from components.training.config import TrainPhaseParams
+
+StructureMode = Literal["off", "2d", "3d"]
+HADCMode = Literal["on", "no_w", "off"]
 
 
-class FollowParams(_Strict):
+class MoSAConfig(BaseModel):
+    """Architecture and ablation switches of the appearance branch's trainable part."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backbone: Literal["cogvideox", "wan"] = "cogvideox"
+    num_structure_blocks: int = Field(
+        2, ge=1, description="N: structure blocks = HADC modules = first N base blocks"
+    )
+    structure: StructureMode = Field("2d", description="off | 2d | 3d (see components/dit/structure.py)")
+    hadc: HADCMode = Field("on", description="on | no_w | off (see components/dit/hadc.py)")
+    skeleton_encoder: Literal["vae", "conv"] = Field(
+        "vae", description="vae: forward takes skeleton latents; conv: forward takes the skeleton video"
+    )
+    hadc_hidden_dim: int | None = Field(None, ge=1, description="P and M hidden width (None: the base width)")
+    mask_channels: int = Field(16, ge=1, description="mask head channels before upsampling")
+    mask_upsample: Literal["nearest", "transposed"] = "nearest"
+    activation: Literal["gelu", "silu"] = "gelu"
+    conv_encoder_width: int = Field(32, ge=1)
+
+    @property
+    def branch_active(self) -> bool:
+        """Whether structure features are injected; only ``structure="off"`` leaves the plain base.
+
+        ``hadc="off"`` still injects (``z + s``, no HADC module) and trains the structure blocks.
+        """
+        return self.structure != "off"
+
+
+class FollowParams(StrictModel):
     """Does the trained model follow its skeletons? Held-out annotated clips, MoSA vs the base alone."""
 
     clips: int = Field(default=4, ge=1)
@@ -47,8 +81,8 @@ class TrainDiTParams(TrainPhaseParams):
     checkpoints: Path = Path("checkpoints/train_dit")
     cache: Path = Path("cache/train_dit")
     seed: int = 0
-    mosa: dict = Field(default_factory=dict, validate_default=True, description="MoSAConfig fields")
-    losses: dict = Field(default_factory=dict, validate_default=True, description="LossWeights fields")
+    mosa: MoSAConfig = MoSAConfig()
+    losses: LossWeights = LossWeights()
     steps: int = Field(default=300, ge=1)
     batch_size: int = Field(default=4, ge=1)
     lr: float = Field(default=1e-3, gt=0)
@@ -73,17 +107,3 @@ class TrainDiTParams(TrainPhaseParams):
         if self.tracker == "cotracker3" and self.tracker_path is None:
             raise ValueError("tracker 'cotracker3' needs tracker_path (a CoTracker3 TorchScript file)")
         return self
-
-    @field_validator("mosa")
-    @classmethod
-    def _mosa(cls, value: dict) -> dict:
-        from components.dit.mosa import MoSAConfig
-
-        return MoSAConfig(**value).model_dump(mode="json")
-
-    @field_validator("losses")
-    @classmethod
-    def _losses(cls, value: dict) -> dict:
-        from components.losses.total import LossWeights
-
-        return LossWeights(**value).model_dump(mode="json")
