@@ -13,7 +13,7 @@ from components.motion.render import project_motion_to_openpose, skeleton_video
 
 
 def _motion():
-    from components.motion.mocap import load_deepmimic
+    from components.motion.deepmimic import load_deepmimic
 
     return load_deepmimic("walk")
 

@@ -312,7 +312,7 @@ def render_clips(cfg: TrainBenchConfig) -> list[ClipSample]:
     """
     from components.data.clipset import ClipSample
     from components.motion.config import CameraSpec
-    from components.motion.mocap import load_deepmimic
+    from components.motion.deepmimic import load_deepmimic
     from components.motion.render import skeleton_video
     from components.synthetic.render import render_clip
 
@@ -369,7 +369,7 @@ def base_loss_fn(
     spec: Any, scheduler: Any
 ) -> Callable[[nn.Module, Mapping[str, Tensor]], tuple[Tensor, dict]]:
     """The base DiT's training objective on a ``DiTBatches`` batch (as ``pretrain_base`` trains it)."""
-    from components.base.train_dit import diffusion_loss
+    from components.base.train_base_dit import diffusion_loss
 
     def loss_fn(engine: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict]:
         dtype = next(getattr(engine, "module", engine).parameters()).dtype
@@ -405,8 +405,8 @@ def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
     from components.backbone.spec import get_spec
     from components.base.config import DepthNetConfig
     from components.base.depth import DepthNet
-    from components.base.text import build_token_encoder
-    from components.base.train_dit import Denoiser, DiTBatches
+    from components.base.token_encoder import build_token_encoder
+    from components.base.train_base_dit import Denoiser, DiTBatches
     from components.dit.config import MoSAConfig
     from components.dit.data import ExampleSet, build_examples
     from components.dit.mosa import MoSATransformer

@@ -21,10 +21,10 @@ from components.annotation import annotate as an
 from components.annotation import stats
 from components.annotation.config import AnnotateParams
 from components.config import load_section
-from components.data.expectations import ExpectationSpec, ensure_valid, validate_table
+from components.data.expectations import annotation_expectation_specs, ensure_valid, validate_table
 from components.io.atomic import atomic_dir, write_text_atomic
-from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED, read_manifest
-from flows.stage import stage_main, stage_run
+from components.io.manifest import STATUS_KEPT, STATUS_QUARANTINED, read_manifest
+from flows.stage import metrics_table, stage_main, stage_run, write_quarantine
 
 
 def params_fingerprint(params: AnnotateParams) -> str:
@@ -38,52 +38,6 @@ def params_fingerprint(params: AnnotateParams) -> str:
     for src in [*sorted(Path(pkg.__file__).parent.glob("*.py")), Path(render.__file__)]:
         h.update(src.read_bytes())
     return h.hexdigest()[:16]
-
-
-def annotation_suite(min_visible_tracks: int) -> list[ExpectationSpec]:
-    """GX suite of the annotation table."""
-    kept = "kept"
-    specs = [
-        ExpectationSpec("expect_table_row_count_to_be_between", {"min_value": 1, "max_value": None}),
-        ExpectationSpec("expect_column_values_to_be_unique", {"column": "clip_id"}),
-        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "clip_id"}),
-        ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": "status", "value_set": [STATUS_KEPT, STATUS_FILTERED, STATUS_QUARANTINED]},
-        ),
-        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "reason"}, "not_kept"),
-    ]
-    for col in ("annotation_path", "mean_confidence", "mask_coverage", "visible_tracks"):
-        specs.append(ExpectationSpec("expect_column_values_to_not_be_null", {"column": col}, kept))
-    specs += [
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "mean_confidence", "min_value": 0, "max_value": 1},
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {
-                "column": "mask_coverage",
-                "min_value": 0,
-                "max_value": 1,
-                "strict_min": True,
-                "strict_max": True,
-            },
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "visible_tracks", "min_value": min_visible_tracks, "max_value": None},
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": "keypoint_in_frame_or_hidden", "value_set": [True]},
-            kept,
-        ),
-    ]
-    return specs
 
 
 @task(name="annotate-clip", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -142,16 +96,16 @@ def annotate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
                 table[col] = table[col].astype(dtype)
             table.to_parquet(out_tmp / an.MANIFEST_FILE, index=False)
             report = validate_table(
-                table, annotation_suite(params.min_visible_tracks), rep_tmp / "data_docs", "annotate_table"
+                table,
+                annotation_expectation_specs(params.min_visible_tracks),
+                rep_tmp / "data_docs",
+                "annotate_table",
             )
             metrics = summarise(table, time.perf_counter() - t0)
             metrics["clips_reused"] = reused
             metrics["expectations_failed"] = len(report.failed)
             quarantine = table[table.status == STATUS_QUARANTINED][["clip_id", "reason"]].to_dict("records")
-            write_text_atomic(
-                rep_tmp / "quarantine.jsonl",
-                "".join(json.dumps(q, sort_keys=True) + "\n" for q in quarantine),
-            )
+            write_quarantine(rep_tmp, quarantine)
             summary = _markdown(metrics)
             write_text_atomic(rep_tmp / "summary.md", summary)
             ensure_valid(report)
@@ -209,9 +163,7 @@ def summarise(table: pd.DataFrame, seconds: float) -> dict[str, Any]:
 
 
 def _markdown(metrics: dict[str, Any]) -> str:
-    lines = ["# annotate", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in metrics.items()]
-    return "\n".join(lines) + "\n"
+    return metrics_table("annotate", metrics)
 
 
 if __name__ == "__main__":

@@ -106,11 +106,9 @@ def resolve_pipeline(model: str) -> Path:
     """A local pipeline folder for ``--model``: a path, or a registry URI ``models:/NAME@ALIAS``
     (its ``pipeline`` artifact is downloaded from the tracking server / sqlite store)."""
     if model.startswith("models:/"):
-        import mlflow
+        from flows.stage import tracking_uri, use_tracking_uri
 
-        from flows.stage import tracking_uri
-
-        mlflow.set_tracking_uri(tracking_uri())
+        use_tracking_uri()
         from components.registry.pyfunc import download_pipeline
 
         try:
@@ -175,15 +173,12 @@ def _generate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: the gate of params.yaml ``register`` still decides
     unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log."""
-    import mlflow
-
     from components.config import load_section
     from components.registry.promote import promote
-    from flows.stage import tracking_uri
+    from flows.stage import use_tracking_uri
 
     params = load_section("register", args.params)
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = use_tracking_uri()
     res = promote(
         args.model_name or params.model_name,
         args.version,

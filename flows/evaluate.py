@@ -18,7 +18,7 @@ from components.config import load_section
 from components.evaluation.ablations import ablation_markdown, load_variants
 from components.evaluation.config import EvaluateParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import stage_main, stage_run
+from flows.stage import metrics_table, stage_main, stage_run
 
 DESCRIPTIONS = {
     "fvd_i3d": "Fréchet video distance on I3D features (null without i3d_path)",
@@ -104,7 +104,7 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
     """Generate, measure and report (see the module docstring)."""
     from components.data.clipset import load_clipset
     from components.dit.pipeline import MoSAPipeline
-    from components.evaluation.registry import VideoSample, available_metrics
+    from components.evaluation.metric_registry import VideoSample, available_metrics
     from components.evaluation.report import write_report
     from components.evaluation.run import (
         SEEDED_METRICS,
@@ -189,9 +189,7 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
                 details.update(person.details)
                 details["timing"] = {"first_prompt_set_seconds_per_clip": round(per_clip, 3), **person.timing}
             write_text_atomic(rep / "metrics_detail.json", json.dumps(details, indent=2, default=str) + "\n")
-            summary = "# evaluate\n\n| metric | value |\n|---|---|\n" + "".join(
-                f"| {k} | {v} |\n" for k, v in metrics.items()
-            )
+            summary = metrics_table("evaluate", metrics)
             ablations = load_variants(params.ablations)
             if ablations:
                 steps = next((r.get("steps") for r in ablations.values() if r.get("steps")), None)
@@ -205,7 +203,7 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.evaluate``: exit 1 naming the metric when one that is not optional raises."""
-    from components.evaluation.registry import MetricError
+    from components.evaluation.metric_registry import MetricError
 
     try:
         return stage_main(evaluate, argv)

@@ -16,6 +16,7 @@ import numpy as np
 
 from components.annotation import filters, stats
 from components.annotation.accuracy import ground_truth_tracks, mask_iou, pck, track_epe
+from components.annotation.captioning import build_captioner, build_prompt_extractor
 from components.annotation.config import AnnotateParams
 from components.annotation.mask import MaskEstimator, build_mask_estimator, clean_mask
 from components.annotation.overlay import frame_grid, overlay_frames, save_png
@@ -29,7 +30,6 @@ from components.annotation.people import (
 )
 from components.annotation.pose import PoseEstimator, build_pose_estimator
 from components.annotation.storage import ClipAnnotation
-from components.annotation.text import build_captioner, build_prompt_extractor
 from components.annotation.tracks import LKTracker, Tracker, build_tracker, query_points
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED
 from components.io.video import VideoError, probe, read_frames, write_h264

@@ -1,7 +1,7 @@
 """Dataset statistics like the paper's Tab. 8: clips, resolutions, action types, action complexity.
 
 * Action types: unique lemmatised verb / verb-object phrases over all captions
-  (:func:`components.annotation.text.action_phrases`).
+  (:func:`components.annotation.captioning.action_phrases`).
 * Action complexity: mean optical-flow magnitude inside the person masks. The paper uses SEA-RAFT;
   we use OpenCV's DIS flow (CPU, no weights), so absolute values are not comparable with the paper's.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from components.annotation.text import action_phrases
+from components.annotation.clause_parser import action_phrases
 
 
 def action_complexity(

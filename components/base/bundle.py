@@ -35,7 +35,7 @@ from components.backbone.config import TinyConfig
 from components.backbone.spec import BackboneSpec, BaseModels, get_spec
 from components.base.config import DepthNetConfig
 from components.base.depth import DepthNet
-from components.base.text import TokenTextEncoder, build_token_encoder
+from components.base.token_encoder import TokenTextEncoder, build_token_encoder
 from components.io.atomic import atomic_dir
 
 FORMAT = "mosa-base"

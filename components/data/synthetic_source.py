@@ -27,11 +27,12 @@ from components.data.source_item import SourceItem
 from components.io.atomic import write_text_atomic
 from components.motion import augment as aug
 from components.motion.augment import mirror
+from components.motion.captions import captions, motion_prompt
 from components.motion.config import parse_camera
+from components.motion.deepmimic import list_deepmimic_clips, load_deepmimic, loop_repeats
 from components.motion.humanml3d import compute_stats, joints_to_features
-from components.motion.mocap import list_deepmimic_clips, load_deepmimic, load_humanml3d, loop_repeats
+from components.motion.humanml3d_folder import load_humanml3d
 from components.motion.motion import Motion
-from components.motion.text import captions, motion_prompt
 from components.synthetic.body import random_style
 from components.synthetic.render import render_clip
 from components.synthetic.scene import random_scene

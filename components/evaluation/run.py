@@ -14,7 +14,7 @@ import numpy as np
 from components.annotation.storage import ClipAnnotation
 from components.base.depth import default_intrinsics, unproject
 from components.data.clipset import clip_table, load_sample, select_skeletons
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

@@ -36,7 +36,7 @@ import torch
 
 from components.motion.config import FEATURE_DIM
 from components.motion.humanml3d import FeatureStats
-from components.motion.mocap import LoadProblem, _read_texts
+from components.motion.humanml3d_folder import LoadProblem, _read_texts
 from components.motion.motion import HUMANML3D_FPS
 
 log = logging.getLogger(__name__)

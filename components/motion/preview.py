@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from components.motion import mocap
+from components.motion.bvh import load_bvh
 from components.motion.camera import build_cameras
 from components.motion.config import CameraSpec
+from components.motion.deepmimic import list_deepmimic_clips, load_deepmimic
 from components.motion.motion import HUMANML3D_FPS, Motion
 from components.motion.render import draw_stick_3d, project_motion_to_openpose, skeleton_video
 
@@ -29,10 +30,10 @@ def load_motion_source(source: str) -> Motion:
     if path.suffix.lower() == ".bvh":
         if not path.is_file():
             raise FileNotFoundError(f"{source}: no such .bvh file")
-        return mocap.load_bvh(path)
-    clips = mocap.list_deepmimic_clips()
+        return load_bvh(path)
+    clips = list_deepmimic_clips()
     if source in clips or path.is_file():
-        return mocap.load_deepmimic(source)
+        return load_deepmimic(source)
     raise ValueError(
         f"motion source {source!r} is not a DeepMimic clip name, .txt, .bvh or .npy file; "
         f"clip names: {', '.join(sorted(clips))}"

@@ -55,3 +55,22 @@ def test_rank_zero(monkeypatch):
     assert stage.is_rank_zero()
     monkeypatch.setenv("RANK", "1")
     assert not stage.is_rank_zero()
+
+
+def test_find_stage_run_picks_latest_run_of_the_stage(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert stage.find_stage_run("ingest", uri=uri) is None  # no store yet: none is created
+    assert not (tmp_path / "mlflow.db").exists()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("mosa")
+    old = client.create_run(exp, tags={"stage": "ingest"}, start_time=1_000_000)
+    new = client.create_run(exp, tags={"stage": "ingest"}, start_time=2_000_000)
+    client.create_run(exp, tags={"stage": "annotate"}, start_time=3_000_000)
+    assert stage.find_stage_run("ingest", uri=uri) == (new.info.run_id, exp)
+    assert old.info.run_id != new.info.run_id
+    assert stage.find_stage_run("ingest", since=1_500, uri=uri) == (new.info.run_id, exp)
+    assert stage.find_stage_run("ingest", since=2_500, uri=uri) is None  # ran now but logged nothing
+    assert stage.find_stage_run("evaluate", uri=uri) is None

@@ -135,9 +135,9 @@ def inputs(tmp_path_factory) -> Path:
     from components.backbone.config import TinyConfig
     from components.backbone.spec import get_spec
     from components.base.bundle import BaseBundle, make_config
-    from components.base.text import TokenTextEncoder
-    from components.dit.pipeline import tiny_structure_model
+    from components.base.token_encoder import TokenTextEncoder
     from tests.flows.test_evaluate_main import tiny_annotated_clips
+    from tests.helpers.tiny_pipeline import tiny_structure_model
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)

@@ -23,7 +23,7 @@ from components.annotation.mask import (
 )
 from components.annotation.pose import PoseResult
 from components.motion.config import CameraSpec
-from components.motion.mocap import load_deepmimic
+from components.motion.deepmimic import load_deepmimic
 from components.synthetic.render import render_clip
 
 

@@ -13,7 +13,7 @@ from components.backbone.spec import get_spec
 from components.base.bundle import BaseBundle, load_base, load_pretrained_base, make_config, read_config
 from components.base.config import DepthNetConfig
 from components.base.depth import DepthNet
-from components.base.text import TokenTextEncoder
+from components.base.token_encoder import TokenTextEncoder
 
 torch.set_num_threads(1)
 

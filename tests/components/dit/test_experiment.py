@@ -60,8 +60,8 @@ def published(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Four synthetic clips ingested and annotated at the published folder's clip size, and a motion model."""
-    from components.dit.pipeline import tiny_structure_model
     from tests.flows.test_evaluate_main import tiny_annotated_clips
+    from tests.helpers.tiny_pipeline import tiny_structure_model
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)

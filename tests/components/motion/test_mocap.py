@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from components.motion.mocap import (
-    bvh_forward_kinematics,
+from components.motion.bvh import bvh_forward_kinematics, load_bvh, parse_bvh
+from components.motion.captions import ACTION_PHRASES
+from components.motion.deepmimic import (
     list_deepmimic_clips,
     load_all_deepmimic,
-    load_bvh,
     load_deepmimic,
-    load_humanml3d,
-    parse_bvh,
     parse_deepmimic_urdf,
 )
+from components.motion.humanml3d_folder import load_humanml3d
 from components.motion.skeleton import SMPL22_NAMES, SMPL22_PARENTS, J
-from components.motion.text import ACTION_PHRASES
 from tests.components.motion.conftest import STAND, translating
 
 BONES = [(j, p) for j, p in enumerate(SMPL22_PARENTS) if p >= 0]
@@ -148,7 +146,7 @@ def test_repeats_tile_loop_clips():
 
 
 def test_loop_repeats_tile_only_ongoing_activities():
-    from components.motion.mocap import loop_repeats
+    from components.motion.deepmimic import loop_repeats
 
     assert loop_repeats("run", 3.0) == 4  # a 0.8 s stride cycle
     assert loop_repeats("walk", 3.0) == 3  # 1.27 s

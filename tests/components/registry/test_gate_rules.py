@@ -8,7 +8,8 @@ import math
 import pytest
 
 from components.registry.config import GateConfig, GateRule
-from components.registry.promote import CHAMPION, aliases, client_for, decide, promote
+from components.registry.gate import decide
+from components.registry.promote import CHAMPION, aliases, client_for, promote
 
 
 def _gate(direction: str, margin: float = 0.0, margin_type: str = "absolute") -> GateConfig:

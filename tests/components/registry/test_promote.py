@@ -17,6 +17,7 @@ import pytest
 from pydantic import ValidationError
 
 from components.registry.config import GateConfig, GateRule
+from components.registry.gate import decide
 from components.registry.promote import (
     CHAMPION,
     PREVIOUS,
@@ -26,7 +27,6 @@ from components.registry.promote import (
     aliases,
     client_for,
     copy_to_prod,
-    decide,
     lock_file_for,
     promote,
     registry_lock,
@@ -333,8 +333,8 @@ SERVE = textwrap.dedent(
 
 
 def test_champion_served_from_a_fresh_process(store, tmp_path, tmp_path_factory):
-    from components.dit.pipeline import build_tiny_pipeline
     from components.registry.register import register
+    from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
     pipe_dir = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"  # shared with the other tests
     if not (pipe_dir / "pipeline.json").is_file():

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from components.training.config import EngineConfig
-from components.training.engine import Trainer, seed_everything
+from components.training.distributed import seed_everything
+from components.training.engine import Trainer
 
 N_SAMPLES = 256
 

@@ -18,7 +18,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from components.training.config import EngineConfig
-from components.training.engine import Trainer, build_ds_config, load_ds_template, seed_everything
+from components.training.distributed import seed_everything
+from components.training.ds_config import build_ds_config, load_ds_template
+from components.training.engine import Trainer
 from components.training.schedule import lr_factor
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "infra" / "deepspeed"

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from components.backbone.spec import BackboneSpec, BaseModels, flow_shift
 from components.base.phase import History, LogFn, fit_phase, unit_video
-from components.base.text import TokenTextEncoder
+from components.base.token_encoder import TokenTextEncoder
 from components.base.train_vae import check_clips, epoch_index
 from components.data.clipset import ClipSample
 from components.losses.diffusion import v_prediction_loss

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.motion.text import captions, motion_facts, motion_prompt
+from components.motion.captions import captions, motion_facts, motion_prompt
 from tests.components.motion.conftest import translating
 
 

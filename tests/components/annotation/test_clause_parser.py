@@ -1,24 +1,13 @@
-"""Motion-only prompt extraction, action phrases, lemmatiser and the caption/prompt adapters' errors."""
+"""Rule-based motion-only prompts, lemmas and action phrases from captions."""
 
 from __future__ import annotations
 
 import itertools
-import sys
 
 import pytest
 
-from components.annotation.text import (
-    CAPTIONERS,
-    PROMPT_EXTRACTORS,
-    LlmPromptExtractor,
-    VlmCaptioner,
-    action_phrases,
-    build_captioner,
-    build_prompt_extractor,
-    extract_motion_prompt,
-    lemmatize,
-)
-from components.motion.text import ACTION_PHRASES, SUBJECTS, _sentence
+from components.annotation.clause_parser import action_phrases, extract_motion_prompt, lemmatize
+from components.motion.captions import ACTION_PHRASES, SUBJECTS, _sentence
 
 
 @pytest.mark.parametrize(
@@ -88,7 +77,7 @@ DIRECTIONS = ("", "forward", "to the right", "turning left", "backward, turning 
 @pytest.mark.parametrize("action", sorted(ACTION_PHRASES))
 def test_synthetic_captions_map_to_the_motion_prompt(action: str) -> None:
     """Every verb variant of our caption generator, with appearance and scene words, reduces to the
-    sentence that components.motion.text.motion_prompt builds (same verb, manner and direction)."""
+    sentence that components.motion.captions.motion_prompt builds (same verb, manner and direction)."""
     for verb, subject, scene, manner, direction in itertools.product(
         ACTION_PHRASES[action], APPEARANCES, SCENES, MANNERS, DIRECTIONS
     ):
@@ -131,35 +120,3 @@ def test_lemmatize(word: str, lemma: str) -> None:
 )
 def test_action_phrases(caption: str, phrases: list[str]) -> None:
     assert action_phrases(caption) == phrases
-
-
-def test_default_adapters() -> None:
-    captioner = build_captioner("sidecar")
-    assert captioner(None) is None  # captions come with the clip
-    extractor = build_prompt_extractor("Rules")
-    caption = "A man in a red shirt walks slowly in a park"
-    assert extractor(caption) == extract_motion_prompt(caption) == "a man walks slowly"
-
-
-def test_unknown_adapter_names_list_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="sidecar, vlm"):
-        build_captioner("cogvlm")
-    with pytest.raises(ValueError, match="rules, llm"):
-        build_prompt_extractor("gpt")
-    assert CAPTIONERS == ("sidecar", "vlm") and PROMPT_EXTRACTORS == ("rules", "llm")
-
-
-@pytest.mark.parametrize(("build", "name"), [(build_captioner, "vlm"), (build_prompt_extractor, "llm")])
-def test_model_adapters_need_an_existing_path(build, name: str, tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="none was configured"):
-        build(name, None)
-    missing = tmp_path / "no-such-model"
-    with pytest.raises(FileNotFoundError, match="no-such-model"):
-        build(name, missing)
-
-
-@pytest.mark.parametrize("cls", [VlmCaptioner, LlmPromptExtractor])
-def test_model_adapters_name_the_missing_transformers_package(cls, tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails even where it is installed
-    with pytest.raises(ImportError, match="'transformers'"):
-        cls(tmp_path)

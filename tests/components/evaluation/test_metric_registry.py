@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from components.evaluation import registry
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     BUILTIN_METRIC_MODULES,
     MetricContext,
     MetricResult,

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from components.base.text import TokenTextEncoder, build_token_encoder, minilm_folder
+from components.base.token_encoder import TokenTextEncoder, build_token_encoder, minilm_folder
 
 torch.set_num_threads(1)
 

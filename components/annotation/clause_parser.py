@@ -1,9 +1,4 @@
-"""Captions, motion-only prompts and action phrases for annotated clips.
-
-Captions come from the clip's sidecar text (or, for synthetic clips, the rendered ground truth) by
-default; a vision-language model from a local folder captions clips that have none when configured.
-The motion-only prompt (what MoSA's structure transformer is conditioned on) is extracted from the
-caption by word-list rules by default, or by a local instruction-following LLM.
+"""Motion-only prompts and action phrases from a caption, by word-list rules (the default extractor).
 
 Rule-based extraction, clause by clause:
 
@@ -24,14 +19,7 @@ Deterministic; output is lower case without trailing punctuation.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-from components.annotation.pose import check_model_path
 
 
 def _words(text: str) -> frozenset[str]:
@@ -51,16 +39,24 @@ MOTION_VERBS: frozenset[str] = _words("""
     hike pace flap flail wiggle shimmy flex juggle lean arch rock bob breakdance kickbox mount dismount
     move go come approach enter exit land launch
     """)
+
+
 # Verbs whose following words are an object even when they look like verbs ("does jumping jacks").
 GENERIC_VERBS: frozenset[str] = _words(
     "do perform practice practise execute make take attempt complete demonstrate play"
 )
+
+
 VERBS: frozenset[str] = MOTION_VERBS | GENERIC_VERBS
+
+
 # Auxiliaries and aspect verbs kept in the prompt when a motion verb follows ("is walking").
 AUXILIARIES: frozenset[str] = _words("""
     is are was were be been being am keeps keep kept starts start started begins begin began continues
     continue continued tries try tried can will would could may might
     """)
+
+
 IRREGULAR: dict[str, str] = {
     "ran": "run", "does": "do", "did": "do", "done": "do", "doing": "do", "goes": "go", "went": "go",
     "gone": "go", "got": "get", "gotten": "get", "rose": "rise", "risen": "rise", "fell": "fall",
@@ -73,6 +69,8 @@ IRREGULAR: dict[str, str] = {
     "being": "be", "has": "have", "had": "have", "having": "have", "began": "begin", "begun": "begin",
     "kept": "keep",
 }  # fmt: skip
+
+
 PERSON_NOUNS: frozenset[str] = _words("""
     person people man men woman women boy boys girl girls child children kid kids guy guys lady ladies
     gentleman gentlemen teenager teenagers teen teens toddler toddlers baby adult adults athlete athletes
@@ -82,21 +80,33 @@ PERSON_NOUNS: frozenset[str] = _words("""
     figure figures couple actor actress student students worker workers soldier soldiers father mother
     son daughter grandfather grandmother artist artists ninja cyclist cyclists biker bikers hiker hikers
     """)
+
+
 GENERIC_PERSON: frozenset[str] = _words("person someone somebody human figure individual")
+
+
 PLURAL_PERSON: frozenset[str] = frozenset(
     w
     for w in PERSON_NOUNS
     if (w.endswith("s") and w != "actress") or w in {"men", "women", "children", "people", "gentlemen"}
 )
+
+
 DETERMINERS: frozenset[str] = _words(
     "a an the this that these those his her their its my our your another each every both some any"
 )
+
+
 NUMBERS: frozenset[str] = _words("one two three four five six seven eight nine ten several many")
+
+
 PREPOSITIONS: frozenset[str] = _words("""
     in on at near by beside behind across through along around toward towards into onto over under past
     inside outside within between among against from to off up down with without of for during amid
     alongside beneath below above upon atop via throughout underneath
     """)
+
+
 # Multi-word location prepositions (always dropped with their noun phrase).
 MULTI_PREPOSITIONS: tuple[tuple[str, ...], ...] = tuple(
     tuple(p.split())
@@ -105,21 +115,35 @@ MULTI_PREPOSITIONS: tuple[tuple[str, ...], ...] = tuple(
         "close to", "out of", "in the center of", "in the centre of", "on the side of",
     )
 )  # fmt: skip
+
+
 # Particles kept after a verb when no noun phrase follows ("gets up", "spins around").
 PARTICLES: frozenset[str] = _words("up down over around about back off out away along aside")
+
+
 # Prepositions whose noun phrase is an object the body interacts with ("jumps over a bench").
 OBSTACLE_PREPOSITIONS: frozenset[str] = frozenset({"over", "onto", "off"})
+
+
 ADVERBS: frozenset[str] = _words("""
     forward forwards backward backwards sideways left right around away back up down upward upwards
     downward downwards fast quickly slowly still again together hard high low straight ahead aside
     outward inward clockwise counterclockwise anticlockwise apart barefoot once twice
     """)
+
+
 INTENSIFIERS: frozenset[str] = _words("very extremely fairly quite really rather")
+
+
 NOT_ADVERBS: frozenset[str] = _words("""
     only early daily family ugly holy lonely friendly silly curly jelly belly rally fly ally apply reply
     supply lovely elderly likely costly hilly woolly chilly bubbly homely july italy
     """)
+
+
 CONNECTORS: frozenset[str] = _words("and then while as before after until or but also")
+
+
 # Fixed phrases that describe the motion itself (matched before anything else, longest first).
 KEEP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
     sorted(
@@ -145,13 +169,21 @@ KEEP_PHRASES: tuple[tuple[str, ...], ...] = tuple(
         reverse=True,
     )
 )  # fmt: skip
+
+
 APPEARANCE_WORDS: frozenset[str] = _words("""
     red orange yellow green teal blue purple pink brown black white grey gray dark light bright pale golden
     silver striped plaid checkered colorful colourful beige navy maroon
     """)
+
+
 # Words before an -ing form that make it a modifier, not a verb ("in running shoes", "a dancing pose").
 _NON_VERB_PREV = DETERMINERS | PREPOSITIONS | NUMBERS | {"wearing", "dressed", "wears"}
+
+
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[,;:.!?]")
+
+
 _COMMAS = {",", ";", ":"}
 
 
@@ -598,131 +630,3 @@ def action_phrases(caption: str) -> list[str]:
                 if text not in out:
                     out.append(text)
     return out
-
-
-# --- adapters ----------------------------------------------------------------------------------------
-def _model_dir(model_path: str | Path | None, what: str) -> Path:
-    return check_model_path(model_path, what)
-
-
-def _import_transformers(what: str) -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ImportError(
-            f"{what} needs the 'transformers' package, which is not installed "
-            "(pip install transformers; the default 'sidecar'/'rules' settings need nothing)"
-        ) from exc
-    return transformers
-
-
-def _clean(text: str) -> str:
-    text = text.strip().splitlines()[0] if text.strip() else ""
-    return re.sub(r"\s+", " ", text).strip().strip("\"'").rstrip(".!?;:, ")
-
-
-class SidecarCaptioner:
-    """Default captioner: captions come with the clip (sidecar text or synthetic truth); returns None."""
-
-    def __call__(self, frames: np.ndarray) -> str | None:
-        return None
-
-
-class RulePromptExtractor:
-    """Default motion-prompt extractor: :func:`extract_motion_prompt`."""
-
-    def __call__(self, caption: str) -> str:
-        return extract_motion_prompt(caption)
-
-
-class VlmCaptioner:
-    """Caption the middle frame with a local transformers vision-language model (BLIP-style captioner
-    or an image-text-to-text chat model), loaded with ``local_files_only=True``."""
-
-    def __init__(
-        self,
-        model_path: str | Path | None,
-        *,
-        prompt: str = "Describe in one sentence the person in this image and the motion they perform.",
-        max_new_tokens: int = 60,
-    ) -> None:
-        self.model_path = _model_dir(model_path, "VLM captioner")
-        tf = _import_transformers("VLM captioner")
-        self.prompt, self.max_new_tokens = prompt, max_new_tokens
-        self.processor = tf.AutoProcessor.from_pretrained(self.model_path, local_files_only=True)
-        model_cls = getattr(tf, "AutoModelForImageTextToText", None) or tf.AutoModelForVision2Seq
-        self.model = model_cls.from_pretrained(self.model_path, local_files_only=True).eval()
-
-    def __call__(self, frames: np.ndarray) -> str:
-        frame = np.ascontiguousarray(frames[len(frames) // 2])
-        proc = self.processor
-        if getattr(proc, "chat_template", None):
-            messages = [
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]}
-            ]
-            text = proc.apply_chat_template(messages, add_generation_prompt=True)
-            inputs = proc(images=frame, text=text, return_tensors="pt")
-        else:
-            inputs = proc(images=frame, return_tensors="pt")
-        out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens)
-        if "input_ids" in inputs and not getattr(self.model.config, "is_encoder_decoder", False):
-            out = out[:, inputs["input_ids"].shape[1] :]
-        return _clean(proc.batch_decode(out, skip_special_tokens=True)[0])
-
-
-class LlmPromptExtractor:
-    """Motion-only prompt from a local instruction-following LLM (transformers text-generation);
-    falls back to the rules when the model returns nothing."""
-
-    INSTRUCTION = (
-        "Rewrite the following video caption so that it keeps only the subject and the motion: the "
-        "subject as a plain noun (e.g. 'a man', 'a person'), the motion verbs, their directions and "
-        "adverbs, and objects the body interacts with. Drop appearance, clothing and scene. Answer with "
-        "the rewritten caption only.\nCaption: {caption}\nRewritten:"
-    )
-
-    def __init__(self, model_path: str | Path | None, *, max_new_tokens: int = 48) -> None:
-        self.model_path = _model_dir(model_path, "LLM prompt extractor")
-        tf = _import_transformers("LLM prompt extractor")
-        self.max_new_tokens = max_new_tokens
-        tok = tf.AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-        model = tf.AutoModelForCausalLM.from_pretrained(self.model_path, local_files_only=True)
-        self.tokenizer = tok
-        self.pipe = tf.pipeline("text-generation", model=model, tokenizer=tok)
-
-    def __call__(self, caption: str) -> str:
-        prompt: Any = self.INSTRUCTION.format(caption=caption)
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt = [{"role": "user", "content": prompt}]
-        result = self.pipe(
-            prompt, max_new_tokens=self.max_new_tokens, do_sample=False, return_full_text=False
-        )
-        generated = result[0]["generated_text"]
-        if isinstance(generated, list):  # chat output: the list of messages
-            generated = generated[-1].get("content", "") if generated else ""
-        text = _clean(str(generated)).lower()
-        return text or extract_motion_prompt(caption)
-
-
-CAPTIONERS: tuple[str, ...] = ("sidecar", "vlm")
-PROMPT_EXTRACTORS: tuple[str, ...] = ("rules", "llm")
-
-
-def build_captioner(name: str, model_path: str | Path | None = None) -> Callable[[np.ndarray], str | None]:
-    """``"sidecar"`` (captions come with the clip) or ``"vlm"`` (local model at ``model_path``)."""
-    key = name.strip().lower()
-    if key == "sidecar":
-        return SidecarCaptioner()
-    if key == "vlm":
-        return VlmCaptioner(model_path)
-    raise ValueError(f"unknown captioner {name!r}; known: {', '.join(CAPTIONERS)}")
-
-
-def build_prompt_extractor(name: str, model_path: str | Path | None = None) -> Callable[[str], str]:
-    """``"rules"`` (word lists, default) or ``"llm"`` (local model at ``model_path``)."""
-    key = name.strip().lower()
-    if key == "rules":
-        return RulePromptExtractor()
-    if key == "llm":
-        return LlmPromptExtractor(model_path)
-    raise ValueError(f"unknown prompt extractor {name!r}; known: {', '.join(PROMPT_EXTRACTORS)}")

@@ -8,8 +8,8 @@ import torch
 
 from components.backbone.config import TinyConfig
 from components.backbone.spec import get_spec
-from components.base.text import TokenTextEncoder
-from components.base.train_dit import (
+from components.base.token_encoder import TokenTextEncoder
+from components.base.train_base_dit import (
     DiTBatches,
     captions,
     diffusion_loss,
