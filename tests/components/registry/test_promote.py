@@ -1,5 +1,5 @@
-"""Promotion on a real MLflow sqlite registry: aliases moved by the gate's decisions, rollback, copy, concurrency,
-and the champion served through ``models:/mosa-dit@champion`` in a fresh process."""
+"""Promotion on a real MLflow sqlite registry: aliases moved by the gate's decisions, rollback, copy,
+concurrency, and the champion served through ``models:/mosa-dit@champion`` in a fresh process."""
 
 from __future__ import annotations
 
