@@ -156,6 +156,18 @@ def run_fingerprint(
     return {"stage": stage, "fingerprint": digest, "deps": deps, "params": values}
 
 
+def code_fingerprint(stage: str, root: Path | None = None) -> str:
+    """sha256 of the code ``stage`` declares in dvc.yaml (its ``flows/`` and ``components/`` deps, by
+    DVC's own hashes): per-item caches keyed by it (annotate's reuse of unchanged clips) are never
+    reused by other code, while other clips' data may change."""
+    root = Path(root or REPO_ROOT)
+    deps = [d for d in stage_definition(stage, root / "dvc.yaml")["deps"] if d.split("/")[0] in CODE_ROOTS]
+    h = hashlib.sha256()
+    for dep in sorted(deps):
+        h.update(f"{dep}\0{dvc_md5(root / dep, root)}\n".encode())
+    return h.hexdigest()
+
+
 def checkpoint_folder(root: Path, fingerprint: dict[str, Any], keep: set[str] = frozenset()) -> Path:
     """``root/<fingerprint[:12]>`` for this run's checkpoints; on rank 0, every other folder under
     ``root`` but those named in ``keep`` (content-keyed caches) is removed — checkpoints of other

@@ -8,11 +8,13 @@ becomes a row with ``status=quarantined`` and the reason.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.annotation import filters, stats
 from components.annotation.accuracy import ground_truth_tracks, mask_iou, pck, track_epe
@@ -290,3 +292,23 @@ def synthetic_accuracy(gt_path: Path, pose, masks: np.ndarray, tracks) -> dict[s
         "mask_iou": float(mask_iou(masks, gt.mask)),
         "track_epe_px": float(score.epe_px),
     }
+
+
+def reuse_previous(
+    previous: pd.DataFrame | None, clip: dict, fingerprint: str, old_dir: Path, out_dir: Path
+) -> dict | None:
+    """The previous row of an unchanged clip (same content hash and annotator params), files linked over."""
+    if previous is None or clip["clip_id"] not in previous.index:
+        return None
+    row = previous.loc[clip["clip_id"]].to_dict()
+    if row.get("content_hash") != clip.get("content_hash") or row.get("params_fingerprint") != fingerprint:
+        return None
+    for key in ("annotation_path", "skeleton_path", "overlay_path"):
+        rel = row.get(key)
+        if isinstance(rel, str) and rel:
+            src, dst = old_dir / rel, out_dir / rel
+            if not src.is_file():
+                return None
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, dst)
+    return {"clip_id": clip["clip_id"], **row}
