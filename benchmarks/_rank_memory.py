@@ -40,13 +40,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from components.training.engine import (
-    EngineConfig,
-    Trainer,
-    build_ds_config,
-    ensure_distributed,
-    seed_everything,
-)
+from components.training.config import EngineConfig
+from components.training.distributed import ensure_distributed, seed_everything
+from components.training.ds_config import build_ds_config
+from components.training.engine import Trainer
 
 
 def peak_rss_mb() -> float:

@@ -12,8 +12,8 @@ import time
 import cv2
 import numpy as np
 
-from components.config.schema import ClipParams
 from components.data import clipping, demo
+from components.data.config import ClipParams
 from components.io.video import probe, read_frames
 
 

@@ -26,7 +26,7 @@ What it does, per profile (``infra/profiles/cogvideox-5b.yaml`` and ``wan2.1-1.3
    retried with fewer frames (about ⅔ of the latent frames each time, down to one frame group); the
    message says so. No new attempt starts once the time budget is spent.
 4. **Figures.** Peak allocated CUDA memory over the training steps against the memory planner's
-   prediction for the same setting (``components.training.plan.plan_memory``, 1 GPU, ZeRO-2,
+   prediction for the same setting (``components.dit.memory_plan.plan_memory``, 1 GPU, ZeRO-2,
    checkpointing on, at the frame count that ran) as ``measured / planned``; step time (median of the
    updates after the first); model FLOP/s over the GPU's bf16 matmul peak measured in the same run
    (best of timed ``n×n @ n×n`` ``torch.matmul`` products, ``2n³`` FLOPs each) = MFU.
@@ -378,9 +378,10 @@ class Built:
 
 def build_frozen(cfg: GpuCheckConfig, profile: Any, device: torch.device) -> Built:
     """Base transformer (bf16), VAE, scheduler and depth network of ``profile`` on ``device``."""
+    from components.backbone.config import TinyConfig
+    from components.backbone.spec import BaseModels, enable_gradient_checkpointing, get_spec
     from components.base.bundle import text_dim
     from components.base.depth import DepthNet
-    from components.dit.spec import BaseModels, TinyConfig, enable_gradient_checkpointing, get_spec
 
     m = profile.model
     spec = get_spec(m.backbone)
@@ -445,13 +446,13 @@ def published_vae_and_scheduler(backbone: str) -> tuple[nn.Module, Any]:
     if backbone == "cogvideox":
         from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler
 
-        from components.dit.cogvideox import SCHEDULER_5B
+        from components.backbone.cogvideox import SCHEDULER_5B
 
         return AutoencoderKLCogVideoX(), CogVideoXDDIMScheduler(**SCHEDULER_5B)
     if backbone == "wan":
         from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
-        from components.dit.wan import FLOW_SHIFT_480P
+        from components.backbone.wan import FLOW_SHIFT_480P
 
         return AutoencoderKLWan(), FlowMatchEulerDiscreteScheduler(
             num_train_timesteps=1000, shift=FLOW_SHIFT_480P
@@ -530,10 +531,12 @@ def run_attempt(
     cfg: GpuCheckConfig, built: Built, frames: int, height: int, width: int, device: torch.device
 ) -> Attempt:
     """Train the MoSA modules for ``cfg.steps`` updates at ``frames×height×width`` (see the module doc)."""
+    from components.dit.config import MoSAConfig
     from components.dit.data import ExampleSet
-    from components.dit.mosa import MoSAConfig, MoSATransformer, count_parameters
+    from components.dit.mosa import MoSATransformer, count_parameters
     from components.dit.train import DiTTrainConfig, make_loss_fn
-    from components.training.engine import EngineConfig, Trainer
+    from components.training.config import EngineConfig
+    from components.training.engine import Trainer
 
     spec, models = built.spec, built.models
     example = synthetic_example(built, frames, height, width, cfg.track_points, cfg.seed)
@@ -623,8 +626,9 @@ def run_attempt(
 def planning_built_models(built: Built) -> Iterator[None]:
     """Make ``plan_memory`` plan the models built here instead of a published config (tiny runs):
     its ``build_meta_model`` is swapped for one returning them (the planner only reads shapes)."""
-    from components.dit.mosa import MoSAConfig, MoSATransformer, count_parameters
-    from components.training import plan
+    from components.dit import memory_plan as plan
+    from components.dit.config import MoSAConfig
+    from components.dit.mosa import MoSATransformer, count_parameters
 
     def build(model: Any) -> tuple[Any, nn.Module, nn.Module, dict[str, int]]:
         base = built.models.transformer
@@ -646,8 +650,8 @@ def planning_built_models(built: Built) -> Iterator[None]:
 
 def planner_prediction(cfg: GpuCheckConfig, profile: Any, built: Built, frames: int) -> dict[str, Any]:
     """The planner's per-GPU memory for this setting: 1 GPU, ZeRO-2, checkpointing on, ``frames``."""
+    from components.dit.memory_plan import plan_memory
     from components.training.plan import GIB as PLAN_GIB
-    from components.training.plan import plan_memory
 
     train = profile.train.model_copy(
         update={
@@ -694,7 +698,7 @@ def check_profile(
     cfg: GpuCheckConfig, path: str, device: torch.device, peak: float, deadline: float
 ) -> tuple[str, dict[str, Any]]:
     """Build, train with the OOM fallback, compare with the planner → ``(profile name, figures)``."""
-    from components.training.plan import load_profile
+    from components.dit.memory_plan import load_profile
 
     profile = load_profile(ROOT / path if not Path(path).is_absolute() else path)
     name = profile.profile

@@ -6,13 +6,14 @@ import time
 
 import numpy as np
 
-from components.config.schema import ClipParams
-from components.motion.camera import CameraSpec, build_cameras
+from components.data.config import ClipParams
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec
 from components.motion.render import project_motion_to_openpose, skeleton_video
 
 
 def _motion():
-    from components.motion.mocap import load_deepmimic
+    from components.motion.deepmimic import load_deepmimic
 
     return load_deepmimic("walk")
 

@@ -56,8 +56,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
+    from components.backbone.config import TinyConfig
     from components.data.clipset import ClipSample
-    from components.dit.spec import TinyConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RANK_SCRIPT = Path(__file__).with_name("_rank_memory.py")
@@ -132,7 +132,7 @@ class TrainBenchConfig(BaseModel):
     @field_validator("depth_net")
     @classmethod
     def _depth_net(cls, value: dict[str, Any]) -> dict[str, Any]:
-        from components.base.depth import DepthNetConfig
+        from components.base.config import DepthNetConfig
 
         return DepthNetConfig(**value).model_dump(mode="json")
 
@@ -150,15 +150,15 @@ class TrainBenchConfig(BaseModel):
             "height": clip.height,
             "width": clip.width,
             "batch": train.batch_size,
-            "layers": tiny["layers"],
-            "heads": tiny["heads"],
-            "head_dim": tiny["head_dim"],
-            "latent_channels": tiny["latent_channels"],
-            "patch_size": tiny["patch_size"],
-            "vae_block_channels": tuple(tiny["vae_block_channels"]),
-            "vae_norm": tiny["vae_norm"],
-            "depth_net": dict(base.depth_net),
-            "structure_blocks": train.mosa["num_structure_blocks"],
+            "layers": tiny.layers,
+            "heads": tiny.heads,
+            "head_dim": tiny.head_dim,
+            "latent_channels": tiny.latent_channels,
+            "patch_size": tiny.patch_size,
+            "vae_block_channels": tiny.vae_block_channels,
+            "vae_norm": tiny.vae_norm,
+            "depth_net": base.depth_net.model_dump(mode="json"),
+            "structure_blocks": train.mosa.num_structure_blocks,
             "track_points": train.track_points,
             "aux_every": train.aux_every,
             "aux_samples": train.aux_samples,
@@ -283,7 +283,8 @@ def timed_updates(
     zero_stage: int = 2,
 ) -> list[float]:
     """Seconds of each of ``steps`` optimizer updates through the ``Trainer``, after ``warmup`` updates."""
-    from components.training.engine import EngineConfig, Trainer
+    from components.training.config import EngineConfig
+    from components.training.engine import Trainer
 
     cfg = EngineConfig(
         zero_stage=zero_stage,
@@ -310,8 +311,8 @@ def render_clips(cfg: TrainBenchConfig) -> list[ClipSample]:
     on the person); the skeleton video is drawn from the same keypoints.
     """
     from components.data.clipset import ClipSample
-    from components.motion.camera import CameraSpec
-    from components.motion.mocap import load_deepmimic
+    from components.motion.config import CameraSpec
+    from components.motion.deepmimic import load_deepmimic
     from components.motion.render import skeleton_video
     from components.synthetic.render import render_clip
 
@@ -348,7 +349,7 @@ def render_clips(cfg: TrainBenchConfig) -> list[ClipSample]:
 
 
 def _tiny(cfg: TrainBenchConfig) -> TinyConfig:
-    from components.dit.spec import TinyConfig
+    from components.backbone.config import TinyConfig
 
     return TinyConfig(
         layers=cfg.layers,
@@ -368,7 +369,7 @@ def base_loss_fn(
     spec: Any, scheduler: Any
 ) -> Callable[[nn.Module, Mapping[str, Tensor]], tuple[Tensor, dict]]:
     """The base DiT's training objective on a ``DiTBatches`` batch (as ``pretrain_base`` trains it)."""
-    from components.base.train_dit import diffusion_loss
+    from components.base.train_base_dit import diffusion_loss
 
     def loss_fn(engine: nn.Module, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict]:
         dtype = next(getattr(engine, "module", engine).parameters()).dtype
@@ -401,12 +402,14 @@ def amortized_step(aux_s: float, other_s: float, aux_every: int) -> float:
 
 
 def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
-    from components.base.depth import DepthNet, DepthNetConfig
-    from components.base.text import build_token_encoder
-    from components.base.train_dit import Denoiser, DiTBatches
+    from components.backbone.spec import get_spec
+    from components.base.config import DepthNetConfig
+    from components.base.depth import DepthNet
+    from components.base.token_encoder import build_token_encoder
+    from components.base.train_base_dit import Denoiser, DiTBatches
+    from components.dit.config import MoSAConfig
     from components.dit.data import ExampleSet, build_examples
-    from components.dit.mosa import MoSAConfig, MoSATransformer
-    from components.dit.spec import get_spec
+    from components.dit.mosa import MoSATransformer
     from components.dit.train import DiTTrainConfig, make_loss_fn
 
     spec = get_spec("cogvideox")

@@ -16,10 +16,17 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.ablate import AblateParams
-from components.config.sections.train_dit import TrainDiTParams
+from components.dit.config import TrainDiTParams
+from components.evaluation.config import AblateParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import checkpoint_folder, dvc_dep_hashes, is_rank_zero, run_fingerprint, stage_run
+from flows.stage import (
+    dvc_dep_hashes,
+    is_rank_zero,
+    metrics_table,
+    stage_checkpoints,
+    stage_run,
+    write_quarantine,
+)
 
 # Video metrics computed on each variant's generated clips (the held-out clips are the reference).
 VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness", "temporal_jerk")
@@ -78,7 +85,7 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     """Train and measure one ablation variant; writes ``reports/ablate/<variant>/``."""
     from components.annotation.overlay import save_png
     from components.dit.experiment import LOSS_KEYS, train_and_follow
-    from components.evaluation.registry import VideoSample
+    from components.evaluation.metric_registry import VideoSample
     from components.evaluation.run import evaluate_samples
 
     t0 = time.perf_counter()
@@ -87,14 +94,12 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     params = variant_params(train_params, ablate_params, variant)
     stage = f"ablate@{variant}"
     with stage_run(f"ablate-{variant.replace('_', '-')}", params, extra_tags={"variant": variant}) as run:
-        if run.run_id is not None:
-            import mlflow
-
-            mlflow.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
+        run.set_tags({f"dvc.dep.{k}": v for k, v in dvc_dep_hashes(stage).items()})
         # keyed by everything ablate@<variant> declares in dvc.yaml (train_dit's cache is read where
         # train_dit wrote it); the variant's content-keyed cache folder is kept across runs
-        fingerprint = run_fingerprint(stage, params, paths={"cache/train_dit": train_params.cache})
-        ckpt = checkpoint_folder(Path(params.checkpoints), fingerprint, keep={Path(params.cache).name})
+        ckpt = stage_checkpoints(
+            stage, params, keep={Path(params.cache).name}, paths={"cache/train_dit": train_params.cache}
+        )
         if is_rank_zero():
             seed_cache(Path(train_params.cache), Path(params.cache))
         out = train_and_follow(params, ckpt)
@@ -110,8 +115,8 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
         video = evaluate_samples(list(VIDEO_METRICS), generated, reference)
         metrics: dict[str, Any] = {
             "variant": variant,
-            "mosa": params.mosa,
-            "losses": params.losses,
+            "mosa": params.mosa.model_dump(mode="json"),
+            "losses": params.losses.model_dump(mode="json"),
             "train_clips": out.train_clips,
             "clips_quarantined": len(out.quarantine),
             "steps": out.result.steps,
@@ -124,15 +129,12 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
             "seconds": round(time.perf_counter() - t0, 2),
         }
         folder = ablate_params.reports / variant
-        summary = f"# ablate@{variant}\n\n| metric | value |\n|---|---|\n" + "".join(
-            f"| {k} | {v} |\n" for k, v in metrics.items() if not isinstance(v, dict)
-        )
+        summary = metrics_table(f"ablate@{variant}", metrics, skip_dicts=True)
         if is_rank_zero():
             with atomic_dir(folder) as rep:
                 save_png(rep / "follow_grid.png", out.grid())
                 write_text_atomic(rep / "summary.md", summary)
-                lines = [json.dumps(q, sort_keys=True) + "\n" for q in out.quarantine]
-                write_text_atomic(rep / "quarantine.jsonl", "".join(lines))
+                write_quarantine(rep, out.quarantine)
             run.finish(metrics, markdown=summary, metrics_file=folder / "metrics.json", artifacts=[folder])
     print(
         f"ablate@{variant}: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if not isinstance(v, dict))

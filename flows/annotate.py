@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,72 +17,23 @@ from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
 from components.annotation import annotate as an
-from components.annotation import stats
+from components.annotation.annotate import reuse_previous
+from components.annotation.config import AnnotateParams
+from components.annotation.stats import summarise
 from components.config import load_section
-from components.config.sections.annotate import AnnotateParams
-from components.data.expectations import ExpectationSpec, ensure_valid, validate_table
+from components.data.expectations import annotation_expectation_specs, ensure_valid, validate_table
 from components.io.atomic import atomic_dir, write_text_atomic
-from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED, read_manifest
-from flows.stage import stage_main, stage_run
+from components.io.manifest import STATUS_KEPT, STATUS_QUARANTINED, read_manifest
+from flows.stage import code_fingerprint, metrics_table, stage_main, stage_run, write_quarantine
 
 
 def params_fingerprint(params: AnnotateParams) -> str:
-    """Hash of everything that changes an annotation: the params (not where files go) and the
-    annotation code itself, so a code change never reuses stale annotations."""
-    import components.annotation as pkg
-    from components.motion import render
-
+    """Hash of everything that changes an annotation: the params (not where files go) and the code the
+    stage declares in dvc.yaml, so a code change never reuses stale annotations."""
     data = params.model_dump(mode="json", exclude={"input", "output", "reports"})
     h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
-    for src in [*sorted(Path(pkg.__file__).parent.glob("*.py")), Path(render.__file__)]:
-        h.update(src.read_bytes())
+    h.update(code_fingerprint("annotate").encode())
     return h.hexdigest()[:16]
-
-
-def annotation_suite(min_visible_tracks: int) -> list[ExpectationSpec]:
-    """GX suite of the annotation table."""
-    kept = "kept"
-    specs = [
-        ExpectationSpec("expect_table_row_count_to_be_between", {"min_value": 1, "max_value": None}),
-        ExpectationSpec("expect_column_values_to_be_unique", {"column": "clip_id"}),
-        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "clip_id"}),
-        ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": "status", "value_set": [STATUS_KEPT, STATUS_FILTERED, STATUS_QUARANTINED]},
-        ),
-        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "reason"}, "not_kept"),
-    ]
-    for col in ("annotation_path", "mean_confidence", "mask_coverage", "visible_tracks"):
-        specs.append(ExpectationSpec("expect_column_values_to_not_be_null", {"column": col}, kept))
-    specs += [
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "mean_confidence", "min_value": 0, "max_value": 1},
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {
-                "column": "mask_coverage",
-                "min_value": 0,
-                "max_value": 1,
-                "strict_min": True,
-                "strict_max": True,
-            },
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_between",
-            {"column": "visible_tracks", "min_value": min_visible_tracks, "max_value": None},
-            kept,
-        ),
-        ExpectationSpec(
-            "expect_column_values_to_be_in_set",
-            {"column": "keypoint_in_frame_or_hidden", "value_set": [True]},
-            kept,
-        ),
-    ]
-    return specs
 
 
 @task(name="annotate-clip", retries=1, retry_delay_seconds=1, cache_policy=NO_CACHE)
@@ -92,26 +42,6 @@ def annotate_task(clip: dict, params: AnnotateParams, out_dir: Path, ann: an.Ann
     if row["status"] != STATUS_KEPT:
         get_run_logger().warning("%s %s: %s", row["status"], row["clip_id"], row["reason"])
     return row
-
-
-def _reuse(
-    previous: pd.DataFrame | None, clip: dict, fingerprint: str, old_dir: Path, out_dir: Path
-) -> dict | None:
-    """The previous row of an unchanged clip (same content hash and annotator params), files linked over."""
-    if previous is None or clip["clip_id"] not in previous.index:
-        return None
-    row = previous.loc[clip["clip_id"]].to_dict()
-    if row.get("content_hash") != clip.get("content_hash") or row.get("params_fingerprint") != fingerprint:
-        return None
-    for key in ("annotation_path", "skeleton_path", "overlay_path"):
-        rel = row.get(key)
-        if isinstance(rel, str) and rel:
-            src, dst = old_dir / rel, out_dir / rel
-            if not src.is_file():
-                return None
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, dst)
-    return {"clip_id": clip["clip_id"], **row}
 
 
 @flow(name="annotate", log_prints=True)
@@ -129,7 +59,7 @@ def annotate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
         with atomic_dir(params.output) as out_tmp, atomic_dir(params.reports) as rep_tmp:
             rows, reused = [], 0
             for clip in tqdm(clips, desc="annotate", unit="clip", disable=None):
-                row = _reuse(previous, clip, fingerprint, params.output, out_tmp)
+                row = reuse_previous(previous, clip, fingerprint, params.output, out_tmp)
                 if row is not None:
                     reused += 1
                 else:
@@ -142,16 +72,16 @@ def annotate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
                 table[col] = table[col].astype(dtype)
             table.to_parquet(out_tmp / an.MANIFEST_FILE, index=False)
             report = validate_table(
-                table, annotation_suite(params.min_visible_tracks), rep_tmp / "data_docs", "annotate_table"
+                table,
+                annotation_expectation_specs(params.min_visible_tracks),
+                rep_tmp / "data_docs",
+                "annotate_table",
             )
             metrics = summarise(table, time.perf_counter() - t0)
             metrics["clips_reused"] = reused
             metrics["expectations_failed"] = len(report.failed)
             quarantine = table[table.status == STATUS_QUARANTINED][["clip_id", "reason"]].to_dict("records")
-            write_text_atomic(
-                rep_tmp / "quarantine.jsonl",
-                "".join(json.dumps(q, sort_keys=True) + "\n" for q in quarantine),
-            )
+            write_quarantine(rep_tmp, quarantine)
             summary = _markdown(metrics)
             write_text_atomic(rep_tmp / "summary.md", summary)
             ensure_valid(report)
@@ -170,48 +100,8 @@ def annotate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
     return metrics
 
 
-def _mean(series: pd.Series) -> float | None:
-    values = pd.to_numeric(series, errors="coerce").dropna()
-    return round(float(values.mean()), 4) if len(values) else None
-
-
-def summarise(table: pd.DataFrame, seconds: float) -> dict[str, Any]:
-    """metrics/annotate.json (accuracy figures are over synthetic clips, where the truth is known)."""
-    reason = table["reason"].fillna("")
-    kept = table[table.status == STATUS_KEPT]
-    synthetic = table[table.source_kind == "synthetic"]
-    ds = stats.dataset_statistics(
-        [
-            {
-                "caption": r.caption or "",
-                "height": r.height,
-                "width": r.width,
-                "complexity": r.action_complexity,
-            }
-            for r in kept.itertuples()
-        ]
-    )
-    return {
-        "clips_in": len(table),
-        "clips_annotated": len(kept),
-        "clips_dropped_motion": int(reason.str.startswith("low_motion").sum()),
-        "clips_dropped_upper_body": int(reason.str.startswith("upper_body_only").sum()),
-        "quarantined": int((table.status == STATUS_QUARANTINED).sum()),
-        "clips_pose_at_source": int((table.get("pose_resolution") == "source").sum()),
-        "pose_pck_synthetic": _mean(synthetic["pose_pck"]),
-        "mask_iou_synthetic": _mean(synthetic["mask_iou"]),
-        "track_epe_synthetic": _mean(synthetic["track_epe_px"]),
-        "action_types": ds["action_types"],
-        "action_complexity": ds["action_complexity"],
-        "resolutions": ds["resolutions"],
-        "seconds": round(seconds, 3),
-    }
-
-
 def _markdown(metrics: dict[str, Any]) -> str:
-    lines = ["# annotate", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in metrics.items()]
-    return "\n".join(lines) + "\n"
+    return metrics_table("annotate", metrics)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _motion_preview(args: argparse.Namespace) -> int:
     from components.io.video import write_h264
-    from components.motion.camera import parse_camera
+    from components.motion.config import parse_camera
     from components.motion.preview import load_motion_source, render_preview
 
     camera = parse_camera(args.camera)
@@ -72,7 +72,7 @@ def _motion(args: argparse.Namespace) -> int:
     import numpy as np
 
     from components.io.video import write_h264
-    from components.motion.camera import parse_camera
+    from components.motion.config import parse_camera
     from components.motion.motion import Motion
     from components.motion.preview import render_preview
     from components.motion.structure import StructureModel
@@ -106,11 +106,9 @@ def resolve_pipeline(model: str) -> Path:
     """A local pipeline folder for ``--model``: a path, or a registry URI ``models:/NAME@ALIAS``
     (its ``pipeline`` artifact is downloaded from the tracking server / sqlite store)."""
     if model.startswith("models:/"):
-        import mlflow
+        from flows.stage import tracking_uri, use_tracking_uri
 
-        from flows.stage import tracking_uri
-
-        mlflow.set_tracking_uri(tracking_uri())
+        use_tracking_uri()
         from components.registry.pyfunc import download_pipeline
 
         try:
@@ -135,7 +133,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     from components.dit.pipeline import MoSAPipeline
     from components.io.video import write_h264
-    from components.motion.camera import parse_camera
+    from components.motion.config import parse_camera
 
     if not args.prompt.strip():
         raise ValueError("the prompt is empty; describe the person and the motion, e.g. 'a man runs'")
@@ -175,19 +173,16 @@ def _generate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: the gate of params.yaml ``register`` still decides
     unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log."""
-    import mlflow
-
     from components.config import load_section
-    from components.registry.promote import GateConfig, promote
-    from flows.stage import tracking_uri
+    from components.registry.promote import promote
+    from flows.stage import use_tracking_uri
 
     params = load_section("register", args.params)
-    uri = tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = use_tracking_uri()
     res = promote(
         args.model_name or params.model_name,
         args.version,
-        GateConfig(**params.gate),
+        params.gate,
         tracking_uri=uri,
         history_path=params.promotions,
         manual=True,
@@ -219,7 +214,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _plan_memory(args: argparse.Namespace) -> int:
     """Per-GPU memory plan of a GPU profile, built on the meta device (no weights needed)."""
-    from components.training.plan import format_plan, load_profile, plan_memory
+    from components.dit.memory_plan import format_plan, load_profile, plan_memory
 
     profile = load_profile(args.profile)
     plan = plan_memory(profile, gpus=args.gpus, zero=args.zero)
@@ -231,7 +226,7 @@ def _profile(args: argparse.Namespace) -> int:
     """The `dvc exp run` command that switches the pipeline to a GPU profile."""
     import shlex
 
-    from components.training.plan import load_profile
+    from components.dit.memory_plan import load_profile
 
     profile = load_profile(args.profile)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shutil
 import sys
 import time
@@ -16,12 +15,12 @@ from prefect.cache_policies import NO_CACHE
 from tqdm import tqdm
 
 from components.config import load_section, validate_section
-from components.config.sections.ingest import IngestParams
 from components.data import ingest as ing
+from components.data.config import IngestParams
 from components.data.expectations import ManifestLimits, ensure_valid, validate_manifest
 from components.io.atomic import atomic_dir, write_text_atomic
 from components.io.manifest import to_manifest, write_manifest
-from flows.stage import stage_main, stage_run
+from flows.stage import metrics_table, stage_main, stage_run, write_quarantine
 
 
 @task(name="plan", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -65,16 +64,7 @@ def validate_task(manifest, docs_dir: Path, params: IngestParams):
 
 
 def _summary_markdown(metrics: dict[str, Any], quarantine: list[dict]) -> str:
-    lines = [
-        "# ingest",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, dict)],
-        "",
-        "## Quarantine",
-        "",
-    ]
+    lines = [metrics_table("ingest", metrics, skip_dicts=True) + "\n## Quarantine", ""]
     if quarantine:
         lines += ["| source | reason | detail |", "|---|---|---|"]
         lines += [f"| {q['source']} | {q['reason']} | {q['detail'][:120]} |" for q in quarantine]
@@ -118,10 +108,7 @@ def ingest(
             manifest = to_manifest(rows)
             write_manifest(manifest, out_tmp / ing.MANIFEST_FILE)
             quarantine = ing.quarantine_records(manifest)
-            write_text_atomic(
-                rep_tmp / "quarantine.jsonl",
-                "".join(json.dumps(q, sort_keys=True) + "\n" for q in quarantine),
-            )
+            write_quarantine(rep_tmp, quarantine)
             report = validate_task(manifest, rep_tmp / "data_docs", params)
             metrics = ing.summarise(manifest, params, time.perf_counter() - t0)
             metrics.update(motion_counts)

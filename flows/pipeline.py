@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
-import logging
 import os
 import shutil
 import subprocess
@@ -32,10 +31,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from prefect.exceptions import MissingContextError
 from prefect.runtime import task_run
 
-from flows.stage import EXPERIMENT, tracking_uri
+from flows.stage import find_stage_run, tracking_uri
 
 STAGES_FILE = Path("dvc.yaml")
 LOCK_FILE = Path(".dvc/tmp/mosa-pipeline.lock")
@@ -230,44 +228,6 @@ def repro_stage(stage: str, dvc: str, force: bool, api_url: str | None) -> dict[
     if code != 0:
         raise StageFailed(stage, code, attempt, seconds, "\n".join(tail))
     return {"seconds": seconds, "exit_code": code, "attempts": attempt, "skipped": was_skipped(notable)}
-
-
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The Prefect run logger inside a run, the module logger outside one."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
-def find_stage_run(stage: str, since: float | None = None, uri: str | None = None) -> tuple[str, str] | None:
-    """(run id, experiment id) of the latest MLflow run tagged ``stage`` in experiment "mosa".
-
-    ``since`` (epoch seconds) only accepts runs started after it: the run of a stage that just ran.
-    None when there is no such run or the tracking store cannot be read (never fails the pipeline).
-    """
-    uri = uri or tracking_uri()
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        return None  # nothing logged yet; do not create an empty store
-    try:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(EXPERIMENT)
-        if exp is None:
-            return None
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.stage = '{stage}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    except Exception as exc:  # a tracking server being down must not fail a finished stage
-        _logger().warning("MLflow lookup for %s at %s failed: %s", stage, uri, exc)
-        return None
-    if not runs or (since is not None and runs[0].info.start_time < since * 1000):
-        return None
-    return runs[0].info.run_id, exp.experiment_id
 
 
 def run_link(run_id: str | None, experiment_id: str | None, uri: str) -> str:

@@ -3,39 +3,20 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.pretrain_motion import PretrainMotionParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
+from components.motion.config import PretrainMotionParams
+from flows.stage import curve_csv, is_rank_zero, stage_checkpoints, stage_main, stage_run
 
 HEADLINE = (
     "r_precision_top1", "r_precision_top3", "fid", "mm_dist", "diversity", "multimodality",
     "recon_mpjpe_mm", "foot_skate_ratio",
 )  # fmt: skip
-
-
-def checkpoint_dir(params: PretrainMotionParams) -> Path:
-    """Checkpoints of this exact training run: ``<checkpoints>/<fingerprint>``, keyed by everything the
-    stage declares in dvc.yaml (code, the motion set, params), so a rerun after a crash resumes its own
-    checkpoints and a changed run never resumes someone else's (their folders are removed)."""
-    return checkpoint_folder(params.checkpoints, run_fingerprint("pretrain_motion", params))
-
-
-def _curve_csv(history: list[dict[str, float]]) -> str:
-    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(history)
-    return buf.getvalue()
 
 
 def _markdown(metrics: dict[str, Any]) -> str:
@@ -76,20 +57,15 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
     from components.motion.pretrain import train_and_evaluate
 
     params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
-    ckpt = checkpoint_dir(params)
+    # keyed by everything the stage declares in dvc.yaml (code, the motion set, params): a rerun after a
+    # crash resumes its own checkpoints, a changed run never resumes another's
+    ckpt = stage_checkpoints("pretrain_motion", params)
     with stage_run("pretrain_motion", params) as run:
-
-        def on_log(phase: str, step: int, logs: dict[str, float]) -> None:
-            if run.run_id is not None:
-                import mlflow
-
-                mlflow.log_metrics({f"{phase}/{k}": float(v) for k, v in logs.items()}, step=step)
-
-        model, metrics, phases, evaluators = train_and_evaluate(params, ckpt, on_log=on_log)
+        model, metrics, phases, evaluators = train_and_evaluate(params, ckpt, on_log=run.log_phase_step)
         if is_rank_zero():
             with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as reports:
                 for ph in phases:
-                    write_text_atomic(plots / f"{ph.name}_loss.csv", _curve_csv(ph.history))
+                    write_text_atomic(plots / f"{ph.name}_loss.csv", curve_csv(ph.history))
                 summary = _markdown(metrics)
                 write_text_atomic(reports / "summary.md", summary)
                 from components.annotation.overlay import save_png

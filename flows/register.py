@@ -14,14 +14,14 @@ from typing import Any
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.register import RegisterParams
+from components.registry.config import RegisterParams
 from flows.stage import stage_main, stage_run, tracking_uri
 
 
 @flow(name="register", log_prints=True)
 def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Register the pipeline, decide the promotion, write ``metrics/register.json``."""
-    from components.registry.promote import GateConfig, copy_to_prod, promote
+    from components.registry.promote import copy_to_prod, promote
     from components.registry.register import register as register_model
 
     params: RegisterParams = load_section("register", params_path, overrides)
@@ -29,7 +29,7 @@ def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
         raise FileNotFoundError(f"{params.evaluation} not found: run `dvc repro evaluate` first")
     evaluation = json.loads(params.evaluation.read_text())
     scores = {k: v for k, v in evaluation.items() if isinstance(v, int | float) or v is None}
-    gate = GateConfig(**params.gate)
+    gate = params.gate
     # decision.md is rewritten atomically; promotions.jsonl beside it is an append-only log (a
     # persisted DVC out), so the folder is never replaced as a whole.
     with stage_run("register", params) as run:

@@ -1,27 +1,34 @@
-"""Plumbing every stage shares: one MLflow run, metrics/S.json, a Prefect summary artifact.
+"""Every MLOps chore the stages share, once: one MLflow run per stage (params, tags, step curves,
+metrics, artifacts), ``metrics/S.json``, the Prefect summary artifact, the ``| metric | value |``
+summary table, loss-curve CSVs for ``plots/S/``, the quarantine file, and checkpoint folders keyed by
+the run's fingerprint. Flows import MLflow through nothing else.
 
 Usage inside a flow::
 
     with stage_run("ingest", params) as run:
         ...
-        run.finish(metrics, markdown=summary, artifacts=[path, ...])
+        run.log_step(step, {"loss": 0.3}, prefix="vae")
+        run.finish(metrics, markdown=metrics_table("ingest", metrics), artifacts=[path, ...])
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
+import logging
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-from components.io.atomic import write_json_atomic
+from components.io.atomic import write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_ROOTS = ("flows", "components")
@@ -149,6 +156,18 @@ def run_fingerprint(
     return {"stage": stage, "fingerprint": digest, "deps": deps, "params": values}
 
 
+def code_fingerprint(stage: str, root: Path | None = None) -> str:
+    """sha256 of the code ``stage`` declares in dvc.yaml (its ``flows/`` and ``components/`` deps, by
+    DVC's own hashes): per-item caches keyed by it (annotate's reuse of unchanged clips) are never
+    reused by other code, while other clips' data may change."""
+    root = Path(root or REPO_ROOT)
+    deps = [d for d in stage_definition(stage, root / "dvc.yaml")["deps"] if d.split("/")[0] in CODE_ROOTS]
+    h = hashlib.sha256()
+    for dep in sorted(deps):
+        h.update(f"{dep}\0{dvc_md5(root / dep, root)}\n".encode())
+    return h.hexdigest()
+
+
 def checkpoint_folder(root: Path, fingerprint: dict[str, Any], keep: set[str] = frozenset()) -> Path:
     """``root/<fingerprint[:12]>`` for this run's checkpoints; on rank 0, every other folder under
     ``root`` but those named in ``keep`` (content-keyed caches) is removed — checkpoints of other
@@ -165,6 +184,47 @@ def checkpoint_folder(root: Path, fingerprint: dict[str, Any], keep: set[str] = 
         folder.mkdir(parents=True, exist_ok=True)
         write_json_atomic(folder / "fingerprint.json", fingerprint)
     return folder
+
+
+def stage_checkpoints(
+    stage: str,
+    params: BaseModel,
+    *,
+    keep: set[str] = frozenset(),
+    paths: dict[str, Path] | None = None,
+) -> Path:
+    """This run's checkpoint folder under ``params.checkpoints``, keyed by everything ``stage`` declares
+    in dvc.yaml (code, data, params; ``paths`` as in ``run_fingerprint``): a changed run never resumes
+    another's checkpoints (their folders are removed, but those named in ``keep``)."""
+    fingerprint = run_fingerprint(stage, params, paths=paths)
+    return checkpoint_folder(Path(params.checkpoints), fingerprint, keep=keep)
+
+
+def curve_csv(history: Iterable[Mapping[str, float]]) -> str:
+    """A loss curve (one row per step) as CSV text: ``step`` first, then the other keys sorted; a key
+    a row lacks is left empty. DVC plots read these files from ``plots/<stage>/``."""
+    rows = [dict(r) for r in history]
+    keys = sorted({k for row in rows for k in row}, key=lambda k: (k != "step", k))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def metrics_table(title: str, metrics: Mapping[str, Any], *, skip_dicts: bool = False) -> str:
+    """The stage summary's head: ``# title`` and a ``| metric | value |`` table (nested dicts left out
+    when ``skip_dicts``)."""
+    rows = "".join(f"| {k} | {v} |\n" for k, v in metrics.items() if not (skip_dicts and isinstance(v, dict)))
+    return f"# {title}\n\n| metric | value |\n|---|---|\n" + rows
+
+
+def write_quarantine(folder: Path, records: Iterable[Mapping[str, Any]]) -> Path:
+    """``folder/quarantine.jsonl``: one JSON object (sorted keys) per quarantined input, with its reason;
+    an empty file when nothing was quarantined. Written atomically."""
+    path = Path(folder) / "quarantine.jsonl"
+    write_text_atomic(path, "".join(json.dumps(dict(r), sort_keys=True) + "\n" for r in records))
+    return path
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -197,6 +257,33 @@ class StageRun:
     def __init__(self, stage: str, run_id: str | None):
         self.stage = stage
         self.run_id = run_id
+
+    def log_step(self, step: int, logs: Mapping[str, float], prefix: str = "") -> None:
+        """Log one training step's values to the run (keys ``prefix/key`` when a prefix is given);
+        a no-op off rank 0 (no run is open there)."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        head = f"{prefix}/" if prefix else ""
+        mlflow.log_metrics({f"{head}{k}": float(v) for k, v in logs.items()}, step=step)
+
+    def log_phase_step(self, phase: str, step: int, logs: Mapping[str, float]) -> None:
+        """``log_step`` with the training phase as prefix: the ``on_log(phase, step, logs)`` of
+        multi-phase recipes (``pretrain_motion``, ``pretrain_base``)."""
+        self.log_step(step, logs, phase)
+
+    def step_logger(self, prefix: str = "") -> Callable[[int, Mapping[str, float]], None]:
+        """``log_step`` bound to ``prefix``: the ``log_fn(step, logs)`` the trainers call."""
+        return lambda step, logs: self.log_step(step, logs, prefix)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Add tags to the run (rank 0)."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        mlflow.set_tags(dict(tags))
 
     def finish(
         self,
@@ -250,6 +337,45 @@ def stage_run(stage: str, params: BaseModel, extra_tags: dict[str, str] | None =
     ) as run:
         mlflow.log_params(flatten(params.model_dump(mode="json")))
         yield StageRun(stage, run.info.run_id)
+
+
+def find_stage_run(stage: str, since: float | None = None, uri: str | None = None) -> tuple[str, str] | None:
+    """(run id, experiment id) of the latest MLflow run tagged ``stage`` in experiment "mosa".
+
+    ``since`` (epoch seconds) only accepts runs started after it: the run of a stage that just ran.
+    None when there is no such run or the tracking store cannot be read (never fails the pipeline).
+    """
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None  # nothing logged yet; do not create an empty store
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(EXPERIMENT)
+        if exp is None:
+            return None
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.stage = '{stage}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except Exception as exc:  # a tracking server being down must not fail a finished stage
+        logging.getLogger(__name__).warning("MLflow lookup for %s at %s failed: %s", stage, uri, exc)
+        return None
+    if not runs or (since is not None and runs[0].info.start_time < since * 1000):
+        return None
+    return runs[0].info.run_id, exp.experiment_id
+
+
+def use_tracking_uri() -> str:
+    """Point this process's MLflow client at ``tracking_uri()`` and return it (CLI commands)."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def stage_main(stage_flow, argv: list[str] | None = None) -> int:

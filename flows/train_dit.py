@@ -5,35 +5,24 @@ the trained model follows held-out skeletons better than the base alone
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from components.config import load_section
-from components.config.sections.train_dit import TrainDiTParams
+from components.dit.config import TrainDiTParams
 from components.io.atomic import atomic_dir, write_text_atomic
-from flows.stage import checkpoint_folder, is_rank_zero, run_fingerprint, stage_main, stage_run
-
-
-def checkpoint_dir(params: TrainDiTParams) -> Path:
-    """This run's checkpoints, keyed by everything the stage declares in dvc.yaml (code, data, base and
-    motion models, params); checkpoints of any other run are removed, never resumed."""
-    return checkpoint_folder(params.checkpoints, run_fingerprint("train_dit", params))
-
-
-def _curve_csv(history: list[dict[str, float]]) -> str:
-    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "step", k))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, restval="")
-    w.writeheader()
-    w.writerows(history)
-    return buf.getvalue()
+from flows.stage import (
+    curve_csv,
+    is_rank_zero,
+    metrics_table,
+    stage_checkpoints,
+    stage_main,
+    stage_run,
+    write_quarantine,
+)
 
 
 @flow(name="train_dit", log_prints=True)
@@ -45,16 +34,10 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
 
     params: TrainDiTParams = load_section("train_dit", params_path, overrides)
     t0 = time.perf_counter()
-    ckpt = checkpoint_dir(params)
+    # keyed by everything the stage declares in dvc.yaml: another run's checkpoints are never resumed
+    ckpt = stage_checkpoints("train_dit", params)
     with stage_run("train_dit", params) as run:
-
-        def log_fn(step: int, logs: dict[str, float]) -> None:
-            if run.run_id is not None:
-                import mlflow
-
-                mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=step)
-
-        out = train_and_follow(params, ckpt, log_fn)
+        out = train_and_follow(params, ckpt, run.step_logger())
         result = out.result
         steps_done = result.steps - (result.resumed_from or 0)
         train_seconds = max(result.seconds, 1e-9)
@@ -79,15 +62,10 @@ def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None
         if is_rank_zero():
             out.pipe.save_pretrained(params.output)
             with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as rep:
-                write_text_atomic(plots / "loss.csv", _curve_csv(out.history))
-                write_text_atomic(
-                    rep / "quarantine.jsonl",
-                    "".join(json.dumps(q, sort_keys=True) + "\n" for q in out.quarantine),
-                )
+                write_text_atomic(plots / "loss.csv", curve_csv(out.history))
+                write_quarantine(rep, out.quarantine)
                 save_png(rep / "follow_grid.png", out.grid())
-                summary = "# train_dit\n\n| metric | value |\n|---|---|\n" + "".join(
-                    f"| {k} | {v} |\n" for k, v in metrics.items()
-                )
+                summary = metrics_table("train_dit", metrics)
                 summary += (
                     "\n`follow_grid.png`: per held-out clip, rows skeleton | base alone | MoSA | ground "
                     "truth (every 4th frame). `person_region_l1` = mean |generated − ground truth| inside "

@@ -14,9 +14,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("flows", "components")
-# Computed imports that do not pull in their whole package: the config loader imports the one section a
-# stage asks for, and every flow imports its own section module by name (so it is in the closure).
-SELECTIVE_DYNAMIC = {"components.config.sections"}
+# Computed imports that do not pull in their whole package: the config loader imports the room config
+# leaf of the section a stage asks for, and every flow imports its own params class by name (so that
+# leaf is in the closure).
+SELECTIVE_DYNAMIC = {"components"}
 
 
 def _module_file(module: str) -> Path | None:

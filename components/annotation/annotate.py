@@ -8,20 +8,35 @@ becomes a row with ``status=quarantined`` and the reason.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from components.annotation import filters, stats
-from components.annotation.mask import MaskEstimator, build_mask_estimator
+from components.annotation.accuracy import ground_truth_tracks, mask_iou, pck, track_epe
+from components.annotation.captioning import build_captioner, build_prompt_extractor
+from components.annotation.config import AnnotateParams
+from components.annotation.mask import MaskEstimator, build_mask_estimator, clean_mask
+from components.annotation.overlay import frame_grid, overlay_frames, save_png
+from components.annotation.people import (
+    PeopleTracker,
+    choose_subject,
+    is_steady,
+    map_to_clip,
+    mask_to_clip,
+    parse_transform,
+)
 from components.annotation.pose import PoseEstimator, build_pose_estimator
 from components.annotation.storage import ClipAnnotation
 from components.annotation.tracks import LKTracker, Tracker, build_tracker, query_points
-from components.config.sections.annotate import AnnotateParams
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED
 from components.io.video import VideoError, probe, read_frames, write_h264
+from components.motion.render import skeleton_video
+from components.synthetic.render import GroundTruth
 
 ANNOTATIONS_DIR = "annotations"
 SKELETONS_DIR = "skeletons"
@@ -75,7 +90,6 @@ class Annotators:
 
 def build_annotators(params: AnnotateParams) -> Annotators:
     """Annotators from params (real offline defaults; the paper's models from local paths)."""
-    from components.annotation.text import build_captioner, build_prompt_extractor
 
     t = params.tracks
     tracker = (
@@ -203,8 +217,6 @@ def annotate_clip(
         "reason": decision.reason,
     }
     if params.skeleton_videos:
-        from components.motion.render import skeleton_video
-
         skel_rel = f"{SKELETONS_DIR}/{clip['clip_id']}.mp4"
         kp, conf = pose.keypoints[:, None], pose.confidence[:, None]
         if extra_kp is not None and len(extra_kp):
@@ -213,8 +225,6 @@ def annotate_clip(
         write_h264(out_dir / skel_rel, skeleton_video(kp, conf, H, W), info.fps)
         row["skeleton_path"] = skel_rel
     if base["source_kind"] not in (None, "synthetic"):
-        from components.annotation.overlay import frame_grid, overlay_frames, save_png
-
         over = overlay_frames(frames, pose.keypoints, pose.confidence, masks, extra_kp, extra_conf)
         row["overlay_path"] = f"{OVERLAYS_DIR}/{clip['clip_id']}.png"
         save_png(out_dir / row["overlay_path"], frame_grid(over))
@@ -238,15 +248,6 @@ def _people_at_source(clip: dict, params: AnnotateParams, H: int, W: int):
     """Pose + mask of the clip's most active person found at the source's resolution, plus the other
     people ([P,T,18,2], [P,T,18]), all in clip pixels; None if the source cannot be read or nobody is
     found there (the caller falls back to the clip-level pass)."""
-    from components.annotation.mask import clean_mask
-    from components.annotation.people import (
-        PeopleTracker,
-        choose_subject,
-        is_steady,
-        map_to_clip,
-        mask_to_clip,
-        parse_transform,
-    )
 
     p = params.people
     try:
@@ -282,8 +283,6 @@ def _people_at_source(clip: dict, params: AnnotateParams, H: int, W: int):
 
 def synthetic_accuracy(gt_path: Path, pose, masks: np.ndarray, tracks) -> dict[str, float]:
     """PCK@0.1, mask IoU and track EPE of the detections against the rendered ground truth."""
-    from components.annotation.accuracy import ground_truth_tracks, mask_iou, pck, track_epe
-    from components.synthetic.render import GroundTruth
 
     gt = GroundTruth.load(gt_path)
     gt_tracks, gt_visible = ground_truth_tracks(gt, tracks.points[tracks.query_frame], tracks.query_frame)
@@ -293,3 +292,23 @@ def synthetic_accuracy(gt_path: Path, pose, masks: np.ndarray, tracks) -> dict[s
         "mask_iou": float(mask_iou(masks, gt.mask)),
         "track_epe_px": float(score.epe_px),
     }
+
+
+def reuse_previous(
+    previous: pd.DataFrame | None, clip: dict, fingerprint: str, old_dir: Path, out_dir: Path
+) -> dict | None:
+    """The previous row of an unchanged clip (same content hash and annotator params), files linked over."""
+    if previous is None or clip["clip_id"] not in previous.index:
+        return None
+    row = previous.loc[clip["clip_id"]].to_dict()
+    if row.get("content_hash") != clip.get("content_hash") or row.get("params_fingerprint") != fingerprint:
+        return None
+    for key in ("annotation_path", "skeleton_path", "overlay_path"):
+        rel = row.get(key)
+        if isinstance(rel, str) and rel:
+            src, dst = old_dir / rel, out_dir / rel
+            if not src.is_file():
+                return None
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, dst)
+    return {"clip_id": clip["clip_id"], **row}

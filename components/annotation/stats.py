@@ -1,7 +1,7 @@
 """Dataset statistics like the paper's Tab. 8: clips, resolutions, action types, action complexity.
 
 * Action types: unique lemmatised verb / verb-object phrases over all captions
-  (:func:`components.annotation.text.action_phrases`).
+  (:func:`components.annotation.captioning.action_phrases`).
 * Action complexity: mean optical-flow magnitude inside the person masks. The paper uses SEA-RAFT;
   we use OpenCV's DIS flow (CPU, no weights), so absolute values are not comparable with the paper's.
 """
@@ -14,8 +14,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pandas as pd
 
-from components.annotation.text import action_phrases
+from components.annotation.clause_parser import action_phrases
+from components.io.manifest import STATUS_KEPT, STATUS_QUARANTINED
 
 
 def action_complexity(
@@ -97,4 +99,43 @@ def dataset_statistics(rows: list[dict[str, Any]], top_k: int = 20) -> dict[str,
         "action_types": len(actions),
         "top_actions": [[phrase, n] for phrase, n in ranked[:top_k]],
         "action_complexity": float(np.mean(complexities)) if complexities else None,
+    }
+
+
+def _mean(series: pd.Series) -> float | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return round(float(values.mean()), 4) if len(values) else None
+
+
+def summarise(table: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """The annotate stage's metrics (``metrics/annotate.json``); accuracy figures are over synthetic clips,
+    where the truth is known."""
+    reason = table["reason"].fillna("")
+    kept = table[table.status == STATUS_KEPT]
+    synthetic = table[table.source_kind == "synthetic"]
+    ds = dataset_statistics(
+        [
+            {
+                "caption": r.caption or "",
+                "height": r.height,
+                "width": r.width,
+                "complexity": r.action_complexity,
+            }
+            for r in kept.itertuples()
+        ]
+    )
+    return {
+        "clips_in": len(table),
+        "clips_annotated": len(kept),
+        "clips_dropped_motion": int(reason.str.startswith("low_motion").sum()),
+        "clips_dropped_upper_body": int(reason.str.startswith("upper_body_only").sum()),
+        "quarantined": int((table.status == STATUS_QUARANTINED).sum()),
+        "clips_pose_at_source": int((table.get("pose_resolution") == "source").sum()),
+        "pose_pck_synthetic": _mean(synthetic["pose_pck"]),
+        "mask_iou_synthetic": _mean(synthetic["mask_iou"]),
+        "track_epe_synthetic": _mean(synthetic["track_epe_px"]),
+        "action_types": ds["action_types"],
+        "action_complexity": ds["action_complexity"],
+        "resolutions": ds["resolutions"],
+        "seconds": round(seconds, 3),
     }

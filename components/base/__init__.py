@@ -1,90 +1,11 @@
-"""Base models of the CPU profile, trained by the ``pretrain_base`` stage, and their shared plumbing.
+"""Base models of the CPU profile, trained by the ``pretrain_base`` stage.
 
 No pretrained video model can be downloaded offline, so the CPU profile trains a tiny one here (VAE,
 text-to-video DiT, depth network) and the ``train_dit`` stage then mirrors the paper: base frozen,
 only the MoSA modules train. GPU profiles load the published models instead (``bundle``).
 
-Modules: ``text`` (token-level text states), ``depth`` (depth network and unprojection), ``bundle``
-(the ``models/base/`` folder), ``train_vae`` / ``train_dit`` / ``train_depth`` (the three trainers,
-all through ``components.training.Trainer``), ``sample`` (text-to-video sampling with CFG).
-This file holds what the trainers share: clip → tensor conversion and one training phase.
+Modules: ``config`` (params), ``text`` (token-level text states), ``depth`` (depth network and
+unprojection), ``bundle`` (the ``models/base/`` folder), ``phase`` (clip → tensor conversion and one
+training phase through the engine), ``train_vae`` / ``train_base_dit`` / ``train_depth`` (the three
+trainers), ``sample`` (text-to-video sampling with CFG). This package re-exports nothing.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from components.config.sections.common import TrainPhaseParams
-
-History = list[dict[str, float]]
-
-
-class PhaseHistory(list):
-    """One record per update (a ``History``) and the step the phase resumed from (None = from 0)."""
-
-    def __init__(self, rows: list[dict[str, float]], resumed_from: int | None = None):
-        super().__init__(rows)
-        self.resumed_from = resumed_from
-
-
-LogFn = Callable[[int, dict[str, float]], None]
-
-
-def unit_video(frames: np.ndarray, who: str = "clip") -> Tensor:
-    """uint8 frames ``[T,H,W,3]`` → float32 video ``[3,T,H,W]`` in [-1, 1] (the backbones' range)."""
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(
-            f"{who}: video must be uint8 [T,H,W,3], got {frames.dtype} with shape {frames.shape}"
-        )
-    return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
-
-
-def engine_config(phase: TrainPhaseParams, seed: int) -> Any:
-    """The ``EngineConfig`` of one training phase (the LR schedule spans ``phase.steps``)."""
-    from components.training import EngineConfig
-
-    return EngineConfig(
-        zero_stage=phase.zero_stage,
-        lr=phase.lr,
-        weight_decay=phase.weight_decay,
-        warmup_steps=min(phase.warmup_steps, phase.steps),
-        total_steps=phase.steps,
-        min_lr_ratio=phase.min_lr_ratio,
-        grad_accum=phase.grad_accum,
-        micro_batch=phase.batch_size,
-        grad_clip=phase.grad_clip,
-        checkpoint_every=phase.checkpoint_every,
-        seed=seed,
-    )
-
-
-def fit_phase(
-    model: nn.Module,
-    phase: TrainPhaseParams,
-    seed: int,
-    loss_fn: Callable[[nn.Module, Any], tuple[Tensor, dict[str, float]]],
-    batches: Callable[[int], Any],
-    ckpt_dir: Path | str | None = None,
-    log_fn: LogFn | None = None,
-    progress: bool = True,
-) -> tuple[nn.Module, History]:
-    """Train ``model`` for ``phase.steps`` updates through the DeepSpeed Trainer; resumes from ``ckpt_dir``.
-
-    Returns the trained module (in eval mode, parameters frozen again) and one record per update
-    (``step``, ``loss``, ``lr``, ``grad_norm`` and the loss function's metrics), earlier ones included
-    when the run resumed from a checkpoint (``history.resumed_from`` says from which step).
-    """
-    from components.training import Trainer
-
-    trainer = Trainer(model, engine_config(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
-    result = trainer.fit(batches, phase.steps, progress=progress)
-    trained = trainer.engine.module
-    trained.eval().requires_grad_(False)
-    return trained, PhaseHistory([dict(r) for r in result.losses], result.resumed_from)

@@ -30,10 +30,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from components.base.depth import DepthNet, DepthNetConfig
-from components.base.text import TokenTextEncoder, build_token_encoder
-from components.dit.cogvideox_vae import PROJECT_VAE_CLASSES
-from components.dit.spec import BackboneSpec, BaseModels, TinyConfig, get_spec
+from components.backbone.cogvideox_vae import PROJECT_VAE_CLASSES
+from components.backbone.config import TinyConfig
+from components.backbone.spec import BackboneSpec, BaseModels, get_spec
+from components.base.config import DepthNetConfig
+from components.base.depth import DepthNet
+from components.base.token_encoder import TokenTextEncoder, build_token_encoder
 from components.io.atomic import atomic_dir
 
 FORMAT = "mosa-base"

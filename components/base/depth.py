@@ -28,41 +28,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from components.base.config import DepthNetConfig
 from components.motion.camera import intrinsics
-
-
-class DepthNetConfig(BaseModel):
-    """Sizes and output range of ``DepthNet`` (stored as ``depth/config.json`` in a base bundle)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    base_channels: int = Field(16, ge=1, description="width of the first level; doubles per level")
-    levels: int = Field(3, ge=1, le=6, description="downsamplings (×2 each)")
-    max_channels: int = Field(128, ge=1)
-    norm_groups: int = Field(4, ge=1, description="GroupNorm groups; must divide every level's width")
-    coords: bool = Field(True, description="append normalised (x, y) pixel-coordinate input channels")
-    min_depth: float = Field(0.05, gt=0, description="metres; the smallest depth the net can output")
-    init_depth: float = Field(5.0, gt=0, description="metres; the depth everywhere at initialisation")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DepthNetConfig:
-        if self.init_depth <= self.min_depth:
-            raise ValueError(f"init_depth ({self.init_depth}) must exceed min_depth ({self.min_depth})")
-        bad = [c for c in self.widths() if c % self.norm_groups]
-        if bad:
-            raise ValueError(
-                f"norm_groups={self.norm_groups} must divide every level width {self.widths()}; "
-                "change base_channels, max_channels or norm_groups"
-            )
-        return self
-
-    def widths(self) -> list[int]:
-        """Channel width of each level, from full resolution down to the bottleneck."""
-        return [min(self.base_channels * 2**i, self.max_channels) for i in range(self.levels + 1)]
 
 
 class _Block(nn.Module):

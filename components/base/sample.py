@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from components.backbone.spec import BackboneSpec
 from components.base.bundle import BaseBundle
-from components.dit.spec import BackboneSpec
 
 PredictFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from components.base import History, LogFn, fit_phase
-from components.base.depth import DepthNet, DepthNetConfig
+from components.base.config import DepthNetConfig
+from components.base.depth import DepthNet
+from components.base.phase import History, LogFn, fit_phase
 from components.base.train_vae import epoch_index
-from components.config.sections.common import TrainPhaseParams
 from components.data.clipset import ClipSample
+from components.training.config import TrainPhaseParams
 
 
 def _depth_clips(samples: Sequence[ClipSample], who: str) -> list[ClipSample]:

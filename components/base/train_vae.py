@@ -43,10 +43,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from components.base import History, LogFn, fit_phase, unit_video
-from components.config.sections.common import TrainPhaseParams
+from components.backbone.spec import BackboneSpec
+from components.base.phase import History, LogFn, fit_phase, unit_video
 from components.data.clipset import ClipSample
-from components.dit.spec import BackboneSpec
+from components.training.config import TrainPhaseParams
 
 Recon = Literal["l1", "l2"]
 PERSON_DILATE = 2  # px around the rendered body that count as the person (its outline)

@@ -29,17 +29,17 @@ def _format(errors: list[dict[str, Any]], section: str, origin: str) -> str:
     return "\n".join(lines)
 
 
-# params section -> (module in components/config/sections, model class). Only the section asked for is
-# imported: a stage's code (and so its DVC deps) holds its own section module and no other.
+# params section -> (room whose ``config.py`` leaf holds its model, model class). Only the section asked
+# for is imported: a stage's code (and so its DVC deps) holds its own room's config leaf and no other.
 SECTION_MODELS: dict[str, tuple[str, str]] = {
-    "ingest": ("ingest", "IngestParams"),
-    "annotate": ("annotate", "AnnotateParams"),
-    "pretrain_motion": ("pretrain_motion", "PretrainMotionParams"),
-    "pretrain_base": ("pretrain_base", "PretrainBaseParams"),
-    "train_dit": ("train_dit", "TrainDiTParams"),
-    "ablate": ("ablate", "AblateParams"),
-    "evaluate": ("evaluate", "EvaluateParams"),
-    "register": ("register", "RegisterParams"),
+    "ingest": ("data", "IngestParams"),
+    "annotate": ("annotation", "AnnotateParams"),
+    "pretrain_motion": ("motion", "PretrainMotionParams"),
+    "pretrain_base": ("base", "PretrainBaseParams"),
+    "train_dit": ("dit", "TrainDiTParams"),
+    "ablate": ("evaluation", "AblateParams"),
+    "evaluate": ("evaluation", "EvaluateParams"),
+    "register": ("registry", "RegisterParams"),
 }
 
 
@@ -48,10 +48,10 @@ def section_model(section: str) -> type[BaseModel]:
     import importlib
 
     try:
-        module, cls = SECTION_MODELS[section]
+        room, cls = SECTION_MODELS[section]
     except KeyError:
         raise ConfigError(f"unknown params section '{section}'; known: {sorted(SECTION_MODELS)}") from None
-    return getattr(importlib.import_module(f"components.config.sections.{module}"), cls)
+    return getattr(importlib.import_module(f"components.{room}.config"), cls)
 
 
 def validate_section(section: str, data: Any, origin: str = "params") -> BaseModel:

@@ -1,60 +1,18 @@
-"""Typed models of params.yaml sections (one module per stage in ``sections/``), indexed by name.
-
-Unknown keys and wrong types fail validation. Each stage's DVC deps list only its own section
-module (plus ``sections/common.py``), not this index: adding a section here changes no stage's
-behaviour, and a new key in one section reruns only that stage.
-"""
+"""Every params.yaml section's model, indexed by name. The models live in their rooms' ``config.py``
+leaves (``components.data.config.IngestParams``, ...); this index is for tools that want them all
+(docs, the params checks); a stage imports only its own room's leaf, through ``load_section``."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel
 
-from components.config.sections.ablate import AblateParams
-from components.config.sections.annotate import (  # noqa: F401
-    AnnotateParams,
-    AnnotatorParams,
-    CaptionParams,
-    FilterParams,
-    PeopleParams,
-    TrackParams,
-)
-from components.config.sections.common import (  # noqa: F401
-    TrainPhaseParams,
-    _Strict,
-)
-from components.config.sections.evaluate import (
-    EvaluateParams,
-)
-from components.config.sections.ingest import (  # noqa: F401
-    DEFAULT_SYNTHETIC_CAMERAS,
-    ClipParams,
-    DemoSource,
-    FolderSource,
-    IngestParams,
-    InputLimits,
-    ManifestSource,
-    QualityParams,
-    Source,
-    SyntheticSource,
-)
-from components.config.sections.pretrain_base import (  # noqa: F401
-    PretrainBaseParams,
-    SampleParams,
-    TokenEncoderParams,
-)
-from components.config.sections.pretrain_motion import (  # noqa: F401
-    MotionEvalParams,
-    PretrainMotionParams,
-    TextEncoderParams,
-    _model_config,
-)
-from components.config.sections.register import (
-    RegisterParams,
-)
-from components.config.sections.train_dit import (  # noqa: F401
-    FollowParams,
-    TrainDiTParams,
-)
+from components.annotation.config import AnnotateParams
+from components.base.config import PretrainBaseParams
+from components.data.config import IngestParams
+from components.dit.config import TrainDiTParams
+from components.evaluation.config import AblateParams, EvaluateParams
+from components.motion.config import PretrainMotionParams
+from components.registry.config import RegisterParams
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "ingest": IngestParams,

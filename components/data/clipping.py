@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from components.config.sections.ingest import ClipParams
+from components.data.config import ClipParams
 from components.io.video import VideoInfo
 
 

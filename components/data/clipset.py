@@ -15,8 +15,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from components.annotation.storage import ClipAnnotation
 from components.io.manifest import STATUS_KEPT, read_manifest
 from components.io.video import probe, read_frames
+from components.motion.render import skeleton_video
+from components.synthetic.render import GroundTruth
 
 ANNOTATIONS_TABLE = "annotations.parquet"
 
@@ -98,7 +101,6 @@ def clip_table(
 
 def load_sample(row: dict, ingest_dir: Path, annotate_dir: Path | None = None) -> ClipSample:
     """Decode one clip (and its annotation, skeleton video and synthetic truth when present)."""
-    from components.annotation.storage import ClipAnnotation
 
     ingest_dir = Path(ingest_dir)
     path = ingest_dir / row["clip_path"]
@@ -121,8 +123,6 @@ def load_sample(row: dict, ingest_dir: Path, annotate_dir: Path | None = None) -
             s.skeleton = read_frames(skel_path, list(range(len(video))))
     gt_rel = _text(row.get("ground_truth_path"))
     if gt_rel:
-        from components.synthetic.render import GroundTruth
-
         gt = GroundTruth.load(ingest_dir / gt_rel)
         if gt.depth.shape[0] == len(video):
             s.depth = gt.depth.astype(np.float32)
@@ -175,7 +175,6 @@ def select_skeletons(
         return list(samples), []
     if source != "joints3d":
         raise ValueError(f"skeleton source must be 'pose2d' or 'joints3d', got {source!r}")
-    from components.motion.render import skeleton_video
 
     kept, aside = [], []
     for s in samples:

@@ -20,7 +20,13 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from components.io.manifest import MANIFEST_COLUMNS, STATUS_KEPT, STATUSES
+from components.io.manifest import (
+    MANIFEST_COLUMNS,
+    STATUS_FILTERED,
+    STATUS_KEPT,
+    STATUS_QUARANTINED,
+    STATUSES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +151,55 @@ def manifest_expectation_specs(limits: ManifestLimits = ManifestLimits()) -> lis
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:  # pragma: no cover - guards future edits of the list above
         raise AssertionError(f"expectation names must be unique, repeated: {duplicates}")
+    return specs
+
+
+def annotation_expectation_specs(min_visible_tracks: int) -> list[ExpectationSpec]:
+    """The GX suite of the annotation table (``annotate``'s output; ``validate_table`` runs it): one row
+    per clip, known statuses, a reason for every clip not kept, and for kept clips their annotation
+    file, confidence and mask coverage in range, at least ``min_visible_tracks`` tracks, and keypoints
+    inside the frame or marked hidden."""
+    kept = "kept"
+    specs = [
+        ExpectationSpec("expect_table_row_count_to_be_between", {"min_value": 1, "max_value": None}),
+        ExpectationSpec("expect_column_values_to_be_unique", {"column": "clip_id"}),
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "clip_id"}),
+        ExpectationSpec(
+            "expect_column_values_to_be_in_set",
+            {"column": "status", "value_set": [STATUS_KEPT, STATUS_FILTERED, STATUS_QUARANTINED]},
+        ),
+        ExpectationSpec("expect_column_values_to_not_be_null", {"column": "reason"}, "not_kept"),
+    ]
+    for col in ("annotation_path", "mean_confidence", "mask_coverage", "visible_tracks"):
+        specs.append(ExpectationSpec("expect_column_values_to_not_be_null", {"column": col}, kept))
+    specs += [
+        ExpectationSpec(
+            "expect_column_values_to_be_between",
+            {"column": "mean_confidence", "min_value": 0, "max_value": 1},
+            kept,
+        ),
+        ExpectationSpec(
+            "expect_column_values_to_be_between",
+            {
+                "column": "mask_coverage",
+                "min_value": 0,
+                "max_value": 1,
+                "strict_min": True,
+                "strict_max": True,
+            },
+            kept,
+        ),
+        ExpectationSpec(
+            "expect_column_values_to_be_between",
+            {"column": "visible_tracks", "min_value": min_visible_tracks, "max_value": None},
+            kept,
+        ),
+        ExpectationSpec(
+            "expect_column_values_to_be_in_set",
+            {"column": "keypoint_in_frame_or_hidden", "value_set": [True]},
+            kept,
+        ),
+    ]
     return specs
 
 

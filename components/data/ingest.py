@@ -15,17 +15,17 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from components.config.sections.ingest import IngestParams
-from components.data import clipping, quality
-from components.data.sources import SourceItem, discover
+from components.data import clipping, quality, synthetic_source
+from components.data.clip_writer import finish_clip, split_for_group
+from components.data.config import IngestParams
+from components.data.source_item import SourceItem
+from components.data.sources import discover
 from components.io.hashing import file_sha256
 from components.io.manifest import STATUS_FILTERED, STATUS_KEPT, STATUS_QUARANTINED
-from components.io.video import VideoError, probe, read_frames, write_h264
+from components.io.video import VideoError, probe, read_frames
 
-CLIPS_DIR = "clips"
 MANIFEST_FILE = "manifest.parquet"
 
 
@@ -69,12 +69,6 @@ def plan(params: IngestParams) -> list[PlannedItem]:
     return planned
 
 
-def split_for_group(key: str, params: IngestParams) -> str:
-    """Deterministic train/val split by source group: one recording never spans both."""
-    h = int(hashlib.sha256(f"{params.seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "val" if h < params.val_fraction else "train"
-
-
 def _quarantine_row(p: PlannedItem, reason: str, detail: str, **extra) -> dict:
     it = p.item
     return {
@@ -91,24 +85,6 @@ def _quarantine_row(p: PlannedItem, reason: str, detail: str, **extra) -> dict:
     }
 
 
-def _filter_reasons(scores: quality.QualityScores, params: IngestParams) -> list[str]:
-    q = params.quality
-    reasons = []
-    if scores.dynamic_degree_dis < q.min_dynamic_degree:
-        reasons.append(f"low_dynamic_degree: {scores.dynamic_degree_dis:.3f} < {q.min_dynamic_degree}")
-    if q.require_dynamic and not scores.is_dynamic_dis:
-        reasons.append("not_dynamic: too few frame pairs over VBench's flow threshold")
-    if scores.motion_smoothness_flowinterp < q.min_motion_smoothness:
-        reasons.append(
-            f"low_motion_smoothness: {scores.motion_smoothness_flowinterp:.3f} < {q.min_motion_smoothness}"
-        )
-    if scores.sharpness_laplacian < q.min_sharpness:
-        reasons.append(f"low_sharpness: {scores.sharpness_laplacian:.1f} < {q.min_sharpness}")
-    if scores.exposure_clipped_fraction > q.max_exposure_clipped:
-        reasons.append(f"bad_exposure: {scores.exposure_clipped_fraction:.3f} > {q.max_exposure_clipped}")
-    return reasons
-
-
 def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
     """Clip one video into ``out_dir/clips``; return its manifest rows (one per clip, or one
     quarantine row). A clip that fails to decode is quarantined alone; its siblings are kept."""
@@ -116,8 +92,6 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
     if it.problem is not None:
         return [_quarantine_row(p, *it.problem)]
     if it.synthetic is not None:
-        from components.data import synthetic_source
-
         try:
             return synthetic_source.make_clip(p, params, out_dir)
         except synthetic_source.SyntheticError as exc:
@@ -173,29 +147,6 @@ def process(p: PlannedItem, params: IngestParams, out_dir: Path) -> list[dict]:
         scores = quality.score_clip(fitted if fit == "crop" else frames)
         rows.append(finish_clip(common, fitted, scores, params, out_dir))
     return rows
-
-
-def finish_clip(
-    common: dict, frames: np.ndarray, scores: quality.QualityScores, params: IngestParams, out_dir: Path
-) -> dict:
-    """Apply the quality filter; write a kept clip as H.264 and return its manifest row."""
-    cp = params.clip
-    reasons = _filter_reasons(scores, params)
-    row = {
-        **common,
-        **scores.as_row(),
-        "fps": cp.fps,
-        "frames": int(frames.shape[0]),
-        "height": int(frames.shape[1]),
-        "width": int(frames.shape[2]),
-    }
-    if reasons:
-        row.update(status=STATUS_FILTERED, reason="; ".join(reasons))
-    else:
-        rel = f"{CLIPS_DIR}/{common['clip_id']}.mp4"
-        write_h264(out_dir / rel, frames, cp.fps, crf=cp.crf)
-        row.update(status=STATUS_KEPT, clip_path=rel, content_hash=file_sha256(out_dir / rel))
-    return row
 
 
 def quarantine_records(manifest: pd.DataFrame) -> list[dict]:

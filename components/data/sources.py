@@ -11,27 +11,12 @@ import io
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from components.config.sections.ingest import DemoSource, FolderSource, ManifestSource, SyntheticSource
-from components.data import demo
-
-
-@dataclass(frozen=True)
-class SourceItem:
-    """One candidate video, or an input that is already known to be bad (``problem`` set)."""
-
-    label: str  # what the user recognises: "demo:sports2d/demo", a path relative to the root, ...
-    path: Path | None
-    caption: str | None = None
-    caption_source: str = "none"  # sidecar | manifest | demo | none
-    start_sec: float | None = None
-    end_sec: float | None = None
-    group: str | None = None  # items of one group share a split (views of one recording)
-    problem: tuple[str, str] | None = None  # (reason, detail) for quarantine
-    kind: str = ""  # the source kind that produced it (set by ``discover``)
-    synthetic: dict | None = None  # render recipe of a synthetic clip (components.data.synthetic_source)
+from components.data import demo, synthetic_source
+from components.data.config import DemoSource, FolderSource, ManifestSource, SyntheticSource
+from components.data.source_item import SourceItem
 
 
 def _has_surrogates(text: str) -> bool:
@@ -194,7 +179,6 @@ def discover_manifest(src: ManifestSource) -> list[SourceItem]:
 
 def discover_synthetic(src: SyntheticSource) -> list[SourceItem]:
     """Render recipes of the synthetic clips (rendered later, in ``ingest.process``)."""
-    from components.data import synthetic_source
 
     return synthetic_source.discover(src)
 

@@ -20,10 +20,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config.sections.ingest import IngestParams, SyntheticSource
 from components.data import quality
-from components.data.sources import SourceItem
+from components.data.clip_writer import CLIPS_DIR, finish_clip, split_for_group
+from components.data.config import IngestParams, SyntheticSource
+from components.data.source_item import SourceItem
+from components.io.atomic import write_text_atomic
+from components.motion import augment as aug
+from components.motion.augment import mirror
+from components.motion.captions import captions, motion_prompt
+from components.motion.config import parse_camera
+from components.motion.deepmimic import list_deepmimic_clips, load_deepmimic, loop_repeats
+from components.motion.humanml3d import compute_stats, joints_to_features
+from components.motion.humanml3d_folder import load_humanml3d
 from components.motion.motion import Motion
+from components.synthetic.body import random_style
+from components.synthetic.render import render_clip
+from components.synthetic.scene import random_scene
 
 if TYPE_CHECKING:
     from components.synthetic.body import BodyStyle
@@ -40,7 +52,6 @@ def _motion_names(src: SyntheticSource) -> list[str]:
         if not root.is_dir():
             raise FileNotFoundError(f"synthetic.humanml3d: {root} does not exist (expected HumanML3D layout)")
         return [f"humanml3d:{p.stem}" for p in sorted(root.glob("*.npy"))]
-    from components.motion.mocap import list_deepmimic_clips
 
     known = list_deepmimic_clips()
     names = list(src.motions) or sorted(known)
@@ -89,22 +100,18 @@ def discover(src: SyntheticSource) -> list[SourceItem]:
 @functools.lru_cache(maxsize=64)
 def _load_motion(name: str, humanml3d: str | None, loop_seconds: float = 0.0) -> Motion:
     if name.startswith("humanml3d:"):
-        from components.motion.mocap import load_humanml3d
-
         motions, _problems = load_humanml3d(humanml3d)
         wanted = name.removeprefix("humanml3d:")
         for m in motions:
             if m.name == wanted:
                 return m
         raise SyntheticError(f"HumanML3D motion {wanted} could not be loaded from {humanml3d}")
-    from components.motion.mocap import load_deepmimic, loop_repeats
 
     return load_deepmimic(name, repeats=loop_repeats(name, loop_seconds))
 
 
 def _prepare_motion(motion: Motion, seconds: float, rng: np.random.Generator, augment: bool) -> Motion:
     """Augment (label-preserving) and cut a window of ``seconds``; hold the last pose if too short."""
-    from components.motion import augment as aug
 
     need = math.ceil(seconds * motion.fps) + 1
     if augment:
@@ -167,7 +174,6 @@ def describe_scene(scene) -> str:
 
 def pooled_style(seed: int, k: int) -> BodyStyle:
     """Person ``k`` of the source's pool (``people``): a random body style fixed by ``(seed, k)``."""
-    from components.synthetic.body import random_style
 
     return random_style(np.random.default_rng([seed, 0x9E0, k]))
 
@@ -175,17 +181,12 @@ def pooled_style(seed: int, k: int) -> BodyStyle:
 def pooled_look(seed: int, k: int) -> SceneSpec:
     """Scene look ``k`` of the source's pool (``scenes``): sky, backdrop, floor and light fixed by
     ``(seed, k)``; it carries no boxes (each clip places its own around its motion)."""
-    from components.synthetic.scene import random_scene
 
     return random_scene(np.random.default_rng([seed, 0x5CE, k]), np.zeros((1, 2)), max_boxes=0)
 
 
 def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
     """Render one recipe and return its manifest row (kept clips get the mp4 and the .gt.npz)."""
-    from components.data.ingest import CLIPS_DIR, finish_clip
-    from components.motion.camera import parse_camera
-    from components.motion.text import captions, motion_prompt
-    from components.synthetic.render import render_clip
 
     it, recipe, cp = planned.item, planned.item.synthetic, params.clip
     rng = np.random.default_rng([recipe["seed"], recipe["index"], 1])
@@ -235,8 +236,6 @@ def make_clip(planned, params: IngestParams, out_dir) -> list[dict]:
 
 
 def _split_for(item: SourceItem, planned, params: IngestParams) -> str:
-    from components.data.ingest import split_for_group
-
     return split_for_group(item.group or planned.source_hash, params)
 
 
@@ -253,11 +252,6 @@ def write_motion_set(sources: list[SyntheticSource], out_dir, seed: int = 0) -> 
     The motion transformer trains on this folder (or on a HumanML3D folder, which has the same form).
     """
     import json
-
-    from components.io.atomic import write_text_atomic
-    from components.motion.augment import mirror
-    from components.motion.humanml3d import compute_stats, joints_to_features
-    from components.motion.text import captions, motion_prompt
 
     root = out_dir / MOTIONS_DIR
     root.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from components.backbone.spec import BackboneSpec
 from components.data.clipset import ClipSample
-from components.dit.spec import BackboneSpec
 from components.io.atomic import atomic_path
 from components.motion.camera import intrinsics
 

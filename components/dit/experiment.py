@@ -16,7 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from components.config.sections.train_dit import TrainDiTParams
+from components.backbone.spec import enable_gradient_checkpointing
+from components.base.bundle import load_base, load_pretrained_base
+from components.data.clipset import load_clipset, select_skeletons
+from components.dit.config import TrainDiTParams
+from components.dit.data import build_examples, check_sample
+from components.dit.follow import compare_following, score_following
+from components.dit.pipeline import MoSAPipeline, PipelineDefaults
+from components.dit.train import DiTTrainConfig, train_mosa
+from components.motion.structure import StructureModel
+from components.training.config import EngineConfig
 
 LOSS_KEYS = ("diff", "mask", "track", "contact")
 
@@ -26,8 +35,6 @@ def load_frozen_base(params: TrainDiTParams) -> Any:
     ``params.base_path`` is set (the GPU profiles), the published base in that local diffusers folder,
     with the T5 of ``text_encoder.path``, at the profile's clip size (``frames``/``height``/``width``)."""
     import torch
-
-    from components.base.bundle import load_base, load_pretrained_base
 
     if params.base_path is None:
         return load_base(params.base)
@@ -95,15 +102,6 @@ def train_and_follow(
     progress: bool = True,
 ) -> FollowRun:
     """Train the MoSA modules described by ``params`` and measure how they follow held-out skeletons."""
-    from components.data.clipset import load_clipset, select_skeletons
-    from components.dit.data import build_examples, check_sample
-    from components.dit.follow import compare_following, score_following
-    from components.dit.mosa import MoSAConfig
-    from components.dit.pipeline import MoSAPipeline, PipelineDefaults
-    from components.dit.train import DiTTrainConfig, train_mosa
-    from components.losses.total import LossWeights
-    from components.motion.structure import StructureModel
-    from components.training.engine import EngineConfig
 
     history: list[dict[str, float]] = []
 
@@ -114,12 +112,10 @@ def train_and_follow(
 
     bundle = load_frozen_base(params)
     if params.gradient_checkpointing:
-        from components.dit.spec import enable_gradient_checkpointing
-
         enable_gradient_checkpointing(bundle.models)
     spec = bundle.spec
     samples = load_clipset(params.ingest, params.annotate, annotated_only=True, progress=progress)
-    mosa_cfg = MoSAConfig(**params.mosa)
+    mosa_cfg = params.mosa
     samples, aside = select_skeletons(samples, "joints3d" if mosa_cfg.structure == "3d" else "pose2d")
     quarantine = aside + [
         {"clip_id": s.clip_id, "reason": r}
@@ -137,7 +133,7 @@ def train_and_follow(
     train = [s for s in usable if s.split == "train"] or usable
     held = [s for s in usable if s.split != "train" and s.has_depth] or train[: params.follow.clips]
     train_cfg = DiTTrainConfig(
-        weights=LossWeights(**params.losses), aux_every=params.aux_every,
+        weights=params.losses, aux_every=params.aux_every,
         aux_samples=params.aux_samples, track_points=params.track_points, tracker=params.tracker,
         tracker_path=params.tracker_path, seed=params.seed,
     )  # fmt: skip
@@ -145,12 +141,7 @@ def train_and_follow(
         train, spec, bundle.models.vae, bundle.text.encode, structure=mosa_cfg.skeleton_encoder,
         track_points=params.track_points, cache_dir=params.cache, progress=progress,
     )  # fmt: skip
-    engine_cfg = EngineConfig(
-        zero_stage=params.zero_stage, lr=params.lr, weight_decay=params.weight_decay,
-        warmup_steps=min(params.warmup_steps, params.steps), total_steps=params.steps,
-        min_lr_ratio=params.min_lr_ratio, grad_accum=params.grad_accum, micro_batch=params.batch_size,
-        grad_clip=params.grad_clip, checkpoint_every=params.checkpoint_every, seed=params.seed,
-    )  # fmt: skip
+    engine_cfg = EngineConfig.for_phase(params, params.seed)
     depth_fn = bundle.depth.eval().requires_grad_(False) if bundle.depth is not None else None
     model, result = train_mosa(
         examples, bundle.models, spec, mosa_cfg, train_cfg, engine_cfg, ckpt_dir=ckpt_dir,

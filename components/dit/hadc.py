@@ -28,7 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-HADCMode = Literal["on", "no_w", "off"]
+from components.dit.config import HADCMode
 
 
 def activation_layer(name: str) -> nn.Module:

@@ -23,52 +23,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from components.dit.hadc import HADC, HADCMode, direct_injection
+from components.backbone.spec import BackboneSpec, BlockContext, ControlHooks, get_spec
+from components.dit.config import MoSAConfig
+from components.dit.hadc import HADC, direct_injection
 from components.dit.skeleton_encoder import SkeletonConvEncoder
-from components.dit.spec import BackboneSpec, BlockContext, ControlHooks, get_spec
-from components.dit.structure import StructureBranch, StructureMode
+from components.dit.structure import StructureBranch
 from components.io.atomic import atomic_dir
 
 FORMAT = "mosa-dit"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-class MoSAConfig(BaseModel):
-    """Architecture and ablation switches of the appearance branch's trainable part."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    backbone: Literal["cogvideox", "wan"] = "cogvideox"
-    num_structure_blocks: int = Field(
-        2, ge=1, description="N: structure blocks = HADC modules = first N base blocks"
-    )
-    structure: StructureMode = Field("2d", description="off | 2d | 3d (see components/dit/structure.py)")
-    hadc: HADCMode = Field("on", description="on | no_w | off (see components/dit/hadc.py)")
-    skeleton_encoder: Literal["vae", "conv"] = Field(
-        "vae", description="vae: forward takes skeleton latents; conv: forward takes the skeleton video"
-    )
-    hadc_hidden_dim: int | None = Field(None, ge=1, description="P and M hidden width (None: the base width)")
-    mask_channels: int = Field(16, ge=1, description="mask head channels before upsampling")
-    mask_upsample: Literal["nearest", "transposed"] = "nearest"
-    activation: Literal["gelu", "silu"] = "gelu"
-    conv_encoder_width: int = Field(32, ge=1)
-
-    @property
-    def branch_active(self) -> bool:
-        """Whether structure features are injected; only ``structure="off"`` leaves the plain base.
-
-        ``hadc="off"`` still injects (``z + s``, no HADC module) and trains the structure blocks.
-        """
-        return self.structure != "off"
 
 
 class _InjectStructure(ControlHooks):

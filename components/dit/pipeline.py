@@ -2,7 +2,7 @@
 
 A call runs both MoSA branches:
 
-1. the prompt is reduced to a motion-only prompt (``components.annotation.text``'s rules extractor;
+1. the prompt is reduced to a motion-only prompt (``components.annotation.captioning``'s rules extractor;
    the full prompt if nothing is left);
 2. the 3D structure transformer (``StructureModel``) generates SMPL-22 joints at its own 20 fps for the
    clip's duration, seeded, and they are resampled (linear in time) to the clip's frame count and fps.
@@ -51,18 +51,22 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from components.annotation.text import build_prompt_extractor
+from components.annotation.captioning import build_prompt_extractor
+from components.base.bundle import BaseBundle, load_base
+from components.base.sample import decode_frames, sample_latents
+from components.base.token_encoder import TokenTextEncoder
 from components.dit.data import to_unit_video
-from components.dit.mosa import MoSAConfig, MoSATransformer
+from components.dit.mosa import MoSATransformer
 from components.io.atomic import atomic_dir
-from components.motion.camera import CameraSpec, build_cameras, parse_camera
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec, parse_camera
 from components.motion.render import project_motion_to_openpose, skeleton_video
 from components.motion.structure import DEFAULT_GUIDANCE, StructureModel
 from components.synthetic.render import resample_joints
 
 if TYPE_CHECKING:
     from components.base.bundle import BaseBundle
-    from components.base.text import TokenTextEncoder
+    from components.base.token_encoder import TokenTextEncoder
 
 FORMAT = "mosa-pipeline"
 VERSION = 1
@@ -162,7 +166,6 @@ class MoSAPipeline:
     def from_pretrained(cls, directory: str | Path, text: TokenTextEncoder | None = None) -> MoSAPipeline:
         """Load a folder written by ``save_pretrained`` (CPU, float32, frozen). ``text`` reuses a loaded
         token encoder (it must be the bundle's)."""
-        from components.base.bundle import load_base
 
         root = Path(directory)
         if not root.is_dir():
@@ -292,7 +295,6 @@ class MoSAPipeline:
         use_structure: bool = True,
     ) -> PipelineOutput:
         """Generate one clip for ``prompt`` (see the module docstring for every option)."""
-        from components.base.sample import decode_frames, sample_latents
 
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(
@@ -335,81 +337,3 @@ class MoSAPipeline:
             all_joints=all_joints,
             motion_prompt=motion_prompt,
         )
-
-
-# ---------------------------------------------------------------- a tiny pipeline for tests
-
-
-def _randomise_output_layers(mosa: MoSATransformer, seed: int, std: float) -> None:
-    """Give the zero-initialised HADC output layers random weights so the skeleton shows in the frames."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for hadc in mosa.hadc or []:
-            if hadc.mode == "on":
-                last = hadc.predictor.mlp[-1]
-                last.weight.copy_(torch.randn(last.weight.shape, generator=g) * std)
-                last.bias.copy_(torch.randn(last.bias.shape, generator=g) * std)
-            else:
-                hadc.alpha.fill_(1.0)
-
-
-def tiny_structure_model(seed: int = 0) -> StructureModel:
-    """A random-weight tiny structure transformer whose features are normalised with the statistics of
-    a real motion (the packaged DeepMimic walk), so its joints look like a person; MiniLM text."""
-    from components.motion.generator import GeneratorConfig, MotionGenerator
-    from components.motion.humanml3d import compute_stats, joints_to_features
-    from components.motion.mocap import load_deepmimic
-    from components.motion.vqvae import MotionVQVAE, VQVAEConfig
-
-    stats = compute_stats([joints_to_features(load_deepmimic("walk").joints)])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vqvae = MotionVQVAE(VQVAEConfig(width=16, depth=1, codebook_size=16, code_dim=8)).eval()
-        generator = MotionGenerator(
-            GeneratorConfig(
-                codebook_size=16, max_tokens=8, dim=16, layers=1, heads=2, text_dim=384, dropout=0.0
-            )
-        ).eval()
-    return StructureModel(vqvae, generator, stats, "minilm", None)
-
-
-def build_tiny_pipeline(
-    directory: str | Path,
-    seed: int = 0,
-    text: TokenTextEncoder | None = None,
-    backbone: str = "cogvideox",
-    skeleton_encoder: str = "vae",
-) -> Path:
-    """Build and save a tiny random-weight pipeline (9 frames × 32×48 at 8 fps, 4 steps) for tests.
-
-    Random weights throughout (nothing learned, the frames are noise-like), but every stage is the
-    real one; HADC's output layers are randomised so the skeleton changes the frames. ``text`` reuses
-    a loaded MiniLM token encoder (``max_tokens`` 8); otherwise one is loaded.
-    """
-    from components.base.bundle import BaseBundle, make_config
-    from components.base.text import TokenTextEncoder
-    from components.dit.spec import TinyConfig, get_spec
-
-    frames, height, width, fps = 9, 32, 48, 8.0
-    text = text if text is not None else TokenTextEncoder("minilm", max_tokens=8)
-    spec = get_spec(backbone)
-    tiny = TinyConfig(
-        sample_frames=frames, sample_height=height, sample_width=width, text_dim=text.dim, seed=seed
-    )
-    models = spec.build_tiny(tiny)
-    bundle = BaseBundle(
-        spec=spec,
-        models=models,
-        text=text,
-        depth=None,
-        config=make_config(spec, tiny, text, frames, height, width, fps),
-    )
-    mosa = MoSATransformer(
-        models.transformer,
-        MoSAConfig(backbone=backbone, num_structure_blocks=1, skeleton_encoder=skeleton_encoder),
-        spec.vae_spatial_compression(models.vae),
-    )
-    _randomise_output_layers(mosa, seed, std=0.5)
-    defaults = PipelineDefaults(steps=4, guidance=3.0, frames=frames, height=height, width=width, fps=fps)
-    pipe = MoSAPipeline(bundle, mosa.eval(), tiny_structure_model(seed), defaults)
-    return pipe.save_pretrained(directory)

@@ -15,8 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from components.backbone.spec import BackboneSpec
 from components.dit.hadc import activation_layer
-from components.dit.spec import BackboneSpec
 
 
 class CausalConv3d(nn.Module):

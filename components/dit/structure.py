@@ -21,13 +21,10 @@ Ablation switch ``structure`` (``MoSAConfig.structure``):
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 from torch import Tensor, nn
 
-from components.dit.spec import BackboneSpec, BlockContext
-
-StructureMode = Literal["off", "2d", "3d"]
+from components.backbone.spec import BackboneSpec, BlockContext
 
 
 def copy_block(block: nn.Module) -> nn.Module:

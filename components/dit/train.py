@@ -15,7 +15,7 @@
 5. auxiliary terms, when ``decode_for_aux`` is on, on every ``aux_every``-th micro-step: x̂₀ is decoded
    once, through the frozen VAE with gradients (the VAE's parameters stay frozen), and both terms read
    the same frames (``decode_for_aux``; on CPU the batch-1 decode's 3D convolutions run on oneDNN, see
-   ``components.dit.conv3d_layout``). ``L_track``: the
+   ``components.backbone.conv3d_layout``). ``L_track``: the
    ground-truth query points are tracked on the decoded frames by ``tracker``
    (``losses.generated_tracker``, built once): ``"soft"`` soft-tracks them with the search windows
    centred on the ground-truth tracks (``losses.soft_tracker``), so the tracker measures how far the
@@ -46,17 +46,20 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from components.backbone.spec import BackboneSpec, BaseModels, flow_shift
 from components.base.depth import to_world, unproject
+from components.dit.config import MoSAConfig
 from components.dit.data import DiTExample, ExampleSet
-from components.dit.mosa import MoSAConfig, MoSATransformer
-from components.dit.spec import BackboneSpec, BaseModels, flow_shift
+from components.dit.mosa import MoSATransformer
+from components.losses.config import LossWeights
 from components.losses.contact import contact_loss
 from components.losses.diffusion import v_prediction_loss
 from components.losses.generated_tracker import GeneratedTracker, build_generated_tracker
 from components.losses.mask import mask_loss
-from components.losses.total import LossWeights, combine
+from components.losses.total import combine
 from components.losses.tracking import tracking_loss
-from components.training.engine import EngineConfig, LogFn, Trainer, TrainResult
+from components.training.config import EngineConfig
+from components.training.engine import LogFn, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from components.evaluation.features import check_local_model_dir
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import torch
 
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from components.data.quality import dynamic_degree_dis
-from components.evaluation.registry import MetricContext, MetricResult, VideoSample, register
+from components.evaluation.metric_registry import MetricContext, MetricResult, VideoSample, register
 
 NAME = "dynamic_degree"
 VBENCH_SAMPLE_FPS = 8.0

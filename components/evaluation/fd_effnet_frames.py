@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from components.evaluation.frechet import frechet_distance_features
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MetricContext,
     MetricResult,
     VideoSample,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from components.evaluation.frechet import frechet_distance_features
-from components.evaluation.registry import MetricContext, MetricResult, VideoSample, register
+from components.evaluation.metric_registry import MetricContext, MetricResult, VideoSample, register
 
 NAME = "fvd_i3d"
 INPUT_SIZE = 224

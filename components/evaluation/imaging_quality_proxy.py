@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from components.data.quality import exposure_clipped_fraction, sharpness_laplacian
-from components.evaluation.registry import MetricContext, MetricResult, VideoSample, register
+from components.evaluation.metric_registry import MetricContext, MetricResult, VideoSample, register
 
 NAME = "imaging_quality_proxy"
 WORK_SHORT_SIDE = 256

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from components.annotation.accuracy import mask_iou
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     SKELETON_MIN_CONFIDENCE,
     MetricContext,

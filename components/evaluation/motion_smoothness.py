@@ -10,7 +10,7 @@ published VBench numbers. Clips need ≥ 3 frames.
 from __future__ import annotations
 
 from components.data.quality import motion_smoothness_flowinterp
-from components.evaluation.registry import MetricContext, MetricResult, VideoSample, register
+from components.evaluation.metric_registry import MetricContext, MetricResult, VideoSample, register
 
 NAME = "motion_smoothness"
 

@@ -27,7 +27,7 @@ from components.annotation.pose import (  # noqa: F401 (the metric's criterion, 
     detected_frames,
     mean_landmark_visibility,
 )
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

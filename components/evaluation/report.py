@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from components.annotation.overlay import overlay_frames
 from components.io.atomic import atomic_path, write_text_atomic
 
 
@@ -26,7 +27,6 @@ def overlay(frames: np.ndarray, skeleton: np.ndarray, alpha: float = 0.6) -> np.
 def detected_overlay(frames: np.ndarray, pose: Any) -> np.ndarray:
     """The detected keypoints (a ``PoseResult``) drawn over the frames at 2× with the project's OpenPose
     drawing; frames where nobody was found stay plain."""
-    from components.annotation.overlay import overlay_frames
 
     return overlay_frames(frames, pose.keypoints, pose.confidence, upscale=2)
 

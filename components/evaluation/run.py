@@ -11,13 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from components.evaluation.registry import (
+from components.annotation.storage import ClipAnnotation
+from components.base.depth import default_intrinsics, unproject
+from components.data.clipset import clip_table, load_sample, select_skeletons
+from components.evaluation.metric_registry import (
+    MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,
     VideoSample,
     available_metrics,
     compute_metrics,
 )
+from components.motion.camera import build_cameras
+from components.motion.config import parse_camera
+from components.motion.render import project_motion_to_openpose, skeleton_video
 
 PROMPTS_FILE = Path(__file__).with_name("prompts.txt")
 
@@ -48,8 +55,6 @@ class Generated:
 def skeleton_keypoints(pipe, joints: np.ndarray, camera: str) -> tuple[np.ndarray, np.ndarray]:
     """OpenPose-18 keypoints [T,18,2] and confidence of the first person, exactly as the pipeline draws
     them (same camera construction as ``MoSAPipeline.render_skeleton``)."""
-    from components.motion.camera import build_cameras, parse_camera
-    from components.motion.render import project_motion_to_openpose
 
     d = pipe.defaults
     cams = build_cameras(
@@ -80,8 +85,6 @@ def generate_all(
 def point_maps(pipe, frames: np.ndarray) -> np.ndarray | None:
     """Camera-space point maps [T,H,W,3] of generated frames from the base's depth network."""
     import torch
-
-    from components.base.depth import default_intrinsics, unproject
 
     depth_net = pipe.base.depth
     if depth_net is None:
@@ -177,9 +180,6 @@ def held_out_clips(
     (``components.motion.render.skeleton_video``); a shorter clip is set aside.
     Raises ``ClipSetError`` when the ingest or annotate outputs are missing.
     """
-    from components.annotation.storage import ClipAnnotation
-    from components.data.clipset import clip_table, load_sample, select_skeletons
-    from components.motion.render import skeleton_video
 
     table = clip_table(ingest, annotate, annotated_only=True).sort_values("clip_id")
     rows = [r for r in table.to_dict("records") if str(r.get("split") or "train") != "train"]
@@ -265,7 +265,6 @@ def measure_person(
     """The ``names`` (of ``SEEDED_METRICS``) on ``samples``, and the detected poses (``PoseResult`` per
     sample, or None when the estimator is unavailable) for the report's overlays: one MediaPipe pass
     serves both."""
-    from components.evaluation.registry import MODEL_UNAVAILABLE
 
     ctx = MetricContext()
     try:

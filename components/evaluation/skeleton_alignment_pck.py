@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 
 from components.annotation.accuracy import pck
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     SKELETON_MIN_CONFIDENCE,
     MetricContext,

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from components.annotation.tracks import query_points, track_lk
-from components.evaluation.registry import (
+from components.evaluation.metric_registry import (
     MODEL_UNAVAILABLE,
     MetricContext,
     MetricResult,

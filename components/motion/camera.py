@@ -11,70 +11,11 @@ A camera spec is parsed from text such as ``orbit``, ``fixed:azimuth=90,elevatio
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-CameraKind = Literal["fixed", "orbit", "dolly", "pan"]
-
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """Where the camera looks from, in spherical coordinates around a target, and how it moves.
-
-    azimuth 0 puts the camera in front of a body facing +Z; positive azimuth moves it toward +X
-    (the body's left). ``sweep`` is the azimuth change over the clip for ``orbit`` and the yaw of
-    the view direction for ``pan``; ``end_distance`` is where a ``dolly`` ends.
-    """
-
-    kind: CameraKind = "fixed"
-    elevation: float = 10.0  # degrees above the target
-    azimuth: float = 0.0  # degrees
-    # metres from the target: a 1.7 m person is ~79% of the frame height at fov 45 (3.5 m: ~58%): the
-    # body gets ~1.8x the pixels, which the CPU default's tiny VAE and its 16 px DiT tokens need
-    distance: float = 2.6
-    fov: float = 45.0  # vertical field of view, degrees
-    target_height: float = 0.9  # metres; the target is (root x, target_height, root z)
-    follow: bool = True  # target follows the motion's mean root position (x, z) over the clip
-    sweep: float = 90.0  # orbit: degrees of azimuth over the clip; pan: degrees of view yaw
-    end_distance: float = 2.5  # dolly: distance at the last frame
-
-    def __post_init__(self):
-        if self.kind not in ("fixed", "orbit", "dolly", "pan"):
-            raise ValueError(f"camera kind must be fixed, orbit, dolly or pan, got {self.kind!r}")
-        if not 1.0 <= self.fov <= 170.0:
-            raise ValueError(f"camera fov must be in [1, 170] degrees, got {self.fov}")
-        if self.distance <= 0 or self.end_distance <= 0:
-            raise ValueError("camera distance and end_distance must be positive")
-        if not -89.0 <= self.elevation <= 89.0:
-            raise ValueError(f"camera elevation must be in [-89, 89] degrees, got {self.elevation}")
-
-
-def parse_camera(text: str) -> CameraSpec:
-    """``kind[:key=value,...]`` → CameraSpec; errors name the bad part and list valid keys."""
-    kind, _, rest = text.strip().partition(":")
-    kind = kind.strip().lower()
-    if kind not in ("fixed", "orbit", "dolly", "pan"):
-        raise ValueError(f"bad camera spec {text!r}: kind must be one of fixed, orbit, dolly, pan")
-    types = {f.name: f.type for f in fields(CameraSpec)}
-    values: dict = {}
-    for part in filter(None, (p.strip() for p in rest.split(","))):
-        key, eq, raw = part.partition("=")
-        key = key.strip()
-        if not eq or key not in types or key == "kind":
-            valid = ", ".join(k for k in types if k != "kind")
-            raise ValueError(f"bad camera spec {text!r}: '{part}' is not key=value with a key in: {valid}")
-        try:
-            if key == "follow":
-                if raw.strip().lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                values[key] = raw.strip().lower() in ("true", "1")
-            else:
-                values[key] = float(raw)
-        except ValueError:
-            raise ValueError(f"bad camera spec {text!r}: value of '{key}' is not a number") from None
-    return CameraSpec(kind=kind, **values)
+from components.motion.config import CameraSpec
 
 
 @dataclass(frozen=True)

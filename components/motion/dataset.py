@@ -34,8 +34,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from components.motion.humanml3d import FEATURE_DIM, FeatureStats
-from components.motion.mocap import LoadProblem, _read_texts
+from components.motion.config import FEATURE_DIM
+from components.motion.humanml3d import FeatureStats
+from components.motion.humanml3d_folder import LoadProblem, _read_texts
 from components.motion.motion import HUMANML3D_FPS
 
 log = logging.getLogger(__name__)

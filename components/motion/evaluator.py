@@ -32,37 +32,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm.auto import tqdm
 
 from components.io.atomic import atomic_path, write_text_atomic
-from components.motion.humanml3d import FEATURE_DIM, FeatureStats
+from components.motion.config import FEATURE_DIM, EvaluatorConfig
+from components.motion.humanml3d import FeatureStats
 
 WEIGHTS_FILE = "evaluator.safetensors"
 CONFIG_FILE = "evaluator_config.json"
 BATCH_KEYS = ("features", "lengths", "text_emb")  # optional: "labels"
-
-
-class EvaluatorConfig(BaseModel):
-    """Architecture and loss of the evaluator (saved next to its weights)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    feature_dim: int = Field(FEATURE_DIM, ge=1)
-    text_dim: int = Field(384, ge=1, description="size of the caller's sentence embeddings")
-    hidden_dim: int = Field(256, ge=1)
-    embed_dim: int = Field(512, ge=1)
-    conv_layers: int = Field(2, ge=0)
-    kernel_size: int = Field(3, ge=1)
-    gru_layers: int = Field(1, ge=1)
-    text_layers: int = Field(2, ge=1, description="hidden layers of the text MLP")
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    temperature: float = Field(0.1, gt=0.0)
-    hard_negative_beta: float = Field(0.0, ge=0.0)
-    false_negative_threshold: float | None = Field(0.9, gt=-1.0, le=1.0)
 
 
 class _ConvBlock(nn.Module):

@@ -16,43 +16,9 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-
-class GeneratorConfig(BaseModel):
-    """Transformer size and conditioning. Defaults are tiny (CPU); T2M-GPT used dim=1024, layers=9,
-    heads=16, max_tokens=50 (200 frames at 4 frames/token) with a CLIP text embedding."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    codebook_size: int = Field(default=128, ge=2, description="must equal the VQ-VAE's codebook_size")
-    max_tokens: int = Field(default=50, ge=1, description="longest motion in tokens (END excluded)")
-    dim: int = Field(default=128, ge=1)
-    layers: int = Field(default=4, ge=1)
-    heads: int = Field(default=4, ge=1)
-    ff_mult: int = Field(default=4, ge=1)
-    text_dim: int = Field(default=384, ge=1, description="size of the text encoder's vectors")
-    dropout: float = Field(default=0.1, ge=0, lt=1)
-    cond_drop_prob: float = Field(
-        default=0.1, ge=0, le=1, description="share of samples trained unconditioned"
-    )
-
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> GeneratorConfig:
-        if self.dim % self.heads:
-            raise ValueError(
-                f"generator.dim ({self.dim}) must be divisible by generator.heads ({self.heads})"
-            )
-        return self
-
-    @property
-    def end_id(self) -> int:
-        return self.codebook_size
-
-    @property
-    def pad_id(self) -> int:
-        return self.codebook_size + 1
+from components.motion.config import GeneratorConfig
 
 
 class MotionGenerator(nn.Module):

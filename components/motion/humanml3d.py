@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from components.motion.config import FEATURE_DIM
 from components.motion.skeleton import (
     FACE_JOINTS,
     FOOT_LEFT,
@@ -56,7 +57,6 @@ from components.motion.skeleton import (
 )
 
 NUM_JOINTS = 22
-FEATURE_DIM = 263
 SLICES: dict[str, slice] = {
     "root_rot_vel": slice(0, 1),
     "root_lin_vel": slice(1, 3),

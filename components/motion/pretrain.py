@@ -19,17 +19,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from components.config.sections.common import TrainPhaseParams
-from components.config.sections.pretrain_motion import PretrainMotionParams
-from components.motion.dataset import MotionDataset, split_by_group
-from components.motion.evaluator import EvaluatorConfig, MotionTextEvaluator, train_evaluator
-from components.motion.generator import GeneratorConfig, MotionGenerator
+from components.motion.config import PretrainMotionParams
+from components.motion.dataset import MotionDataset, resolve_motion_root, split_by_group
+from components.motion.evaluator import MotionTextEvaluator, train_evaluator
+from components.motion.generator import MotionGenerator
 from components.motion.humanml3d import features_to_joints
 from components.motion.physics import floor_penetration, foot_skate_ratio, mpjpe_mm
+from components.motion.render import draw_stick_3d
 from components.motion.structure import StructureModel
 from components.motion.t2m_metrics import fid, t2m_report
 from components.motion.text_encoder import TextEncoder, build_text_encoder
-from components.motion.vqvae import MotionVQVAE, VQVAEConfig
+from components.motion.variants import expand_motion_set
+from components.motion.vqvae import MotionVQVAE
+from components.training.config import EngineConfig, TrainPhaseParams
+from components.training.engine import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +88,6 @@ def held_out_split(root: Path, index: list[dict[str, str]], test_fraction: float
     return train, test, "group, stratified by action"
 
 
-def engine_config(phase: TrainPhaseParams, seed: int):
-    from components.training.engine import EngineConfig
-
-    return EngineConfig(
-        zero_stage=phase.zero_stage,
-        lr=phase.lr,
-        weight_decay=phase.weight_decay,
-        warmup_steps=phase.warmup_steps,
-        total_steps=phase.steps,
-        min_lr_ratio=phase.min_lr_ratio,
-        grad_accum=phase.grad_accum,
-        micro_batch=phase.batch_size,
-        grad_clip=phase.grad_clip,
-        checkpoint_every=phase.checkpoint_every,
-        seed=seed,
-    )
-
-
 def _train(
     name: str,
     model: torch.nn.Module,
@@ -114,7 +99,6 @@ def _train(
     on_log: Callable[[str, int, dict[str, float]], None] | None,
     progress: bool,
 ) -> tuple[torch.nn.Module, PhaseResult]:
-    from components.training.engine import Trainer
 
     result = PhaseResult(name)
 
@@ -123,7 +107,7 @@ def _train(
         if on_log is not None:
             on_log(name, step, logs)
 
-    trainer = Trainer(model, engine_config(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
+    trainer = Trainer(model, EngineConfig.for_phase(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
     out = trainer.fit(batches, phase.steps, progress=progress)
     # the whole curve: a run resumed from a checkpoint gets the earlier steps from the checkpoint
     result.history = [dict(r) for r in out.losses] or result.history
@@ -302,13 +286,10 @@ def train_and_evaluate(
     Training checkpoints go to ``checkpoints`` (a rerun resumes from the latest complete one)."""
     t0 = time.perf_counter()
     torch.manual_seed(params.seed)
-    vq_cfg, gen_cfg = VQVAEConfig(**params.vqvae), GeneratorConfig(**params.generator)
+    vq_cfg, gen_cfg = params.vqvae, params.generator
     fpt = vq_cfg.frames_per_token
     data_root = params.input
     if params.variants.enabled:
-        from components.motion.dataset import resolve_motion_root
-        from components.motion.variants import expand_motion_set
-
         data_root = checkpoints / "variants"
         expand_motion_set(
             resolve_motion_root(params.input)[0], data_root, params.variants.speeds, params.variants.turns
@@ -386,7 +367,7 @@ def train_and_evaluate(
         # its own seed for the initial weights too, not whatever state training left the global RNG in
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 7 * k)
-            evaluator = MotionTextEvaluator(EvaluatorConfig(**params.evaluator), stats=full.stats)
+            evaluator = MotionTextEvaluator(params.evaluator, stats=full.stats)
         curve = train_evaluator(
             evaluator, eval_batches, ev.evaluator_steps, lr=ev.evaluator_lr, seed=seed + k, progress=progress
         )
@@ -453,8 +434,6 @@ def prompt_grid(
     """uint8 RGB image: one row of 3D stick frames (every ``step``-th) per prompt, prompt written on it.
     ``sampling`` goes to ``StructureModel.generate`` (guidance, top_k, temperature, fill)."""
     import cv2
-
-    from components.motion.render import draw_stick_3d
 
     rows = []
     for prompt in prompts:

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from components.motion.camera import CameraSpec, build_cameras
+from components.motion.bvh import load_bvh
+from components.motion.camera import build_cameras
+from components.motion.config import CameraSpec
+from components.motion.deepmimic import list_deepmimic_clips, load_deepmimic
 from components.motion.motion import HUMANML3D_FPS, Motion
 from components.motion.render import draw_stick_3d, project_motion_to_openpose, skeleton_video
 
@@ -23,15 +26,14 @@ def load_motion_source(source: str) -> Motion:
         if joints.ndim != 3 or joints.shape[1:] != (22, 3):
             raise ValueError(f"{source}: expected SMPL-22 joints [T,22,3], got {joints.shape}")
         return Motion(joints.astype(np.float64), fps=HUMANML3D_FPS, name=path.stem, source=str(path))
-    from components.motion import mocap
 
     if path.suffix.lower() == ".bvh":
         if not path.is_file():
             raise FileNotFoundError(f"{source}: no such .bvh file")
-        return mocap.load_bvh(path)
-    clips = mocap.list_deepmimic_clips()
+        return load_bvh(path)
+    clips = list_deepmimic_clips()
     if source in clips or path.is_file():
-        return mocap.load_deepmimic(source)
+        return load_deepmimic(source)
     raise ValueError(
         f"motion source {source!r} is not a DeepMimic clip name, .txt, .bvh or .npy file; "
         f"clip names: {', '.join(sorted(clips))}"

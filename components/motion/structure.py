@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from components.io.atomic import atomic_dir
-from components.motion.generator import GeneratorConfig, MotionGenerator
-from components.motion.humanml3d import FEATURE_DIM, FeatureStats, features_to_joints
+from components.motion.config import FEATURE_DIM, GeneratorConfig, VQVAEConfig
+from components.motion.generator import MotionGenerator
+from components.motion.humanml3d import FeatureStats, features_to_joints
 from components.motion.motion import HUMANML3D_FPS
 from components.motion.text_encoder import TextEncoder, build_text_encoder
-from components.motion.vqvae import MotionVQVAE, VQVAEConfig
+from components.motion.vqvae import MotionVQVAE
 
 FORMAT = "mosa-structure-model"
 VERSION = 1

@@ -24,41 +24,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from components.motion.humanml3d import FEATURE_DIM
-
-
-class VQVAEConfig(BaseModel):
-    """Architecture and loss weights. Defaults are tiny (CPU); T2M-GPT used width=code_dim=512,
-    codebook_size=512, depth=3, beta=0.02, ema_decay=0.99, velocity_weight=0.5."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    feature_dim: int = Field(default=FEATURE_DIM, ge=1)
-    width: int = Field(default=64, ge=1, description="channels of the conv stacks")
-    depth: int = Field(default=2, ge=0, description="residual blocks per level")
-    dilation_growth: int = Field(default=3, ge=1)
-    down_t: int = Field(default=2, ge=0, description="temporal downsampling by 2**down_t")
-    codebook_size: int = Field(default=128, ge=2)
-    code_dim: int = Field(default=64, ge=1)
-    beta: float = Field(default=0.02, ge=0, description="commitment loss weight")
-    ema_decay: float = Field(default=0.99, gt=0, lt=1)
-    velocity_weight: float = Field(default=0.5, ge=0)
-    dead_code_threshold: int = Field(
-        default=100, ge=0, description="training steps a code may go unused before reset; 0 = never reset"
-    )
-    laplace_eps: float = Field(default=1e-5, gt=0)
-    l2_codes: bool = Field(
-        default=False,
-        description="unit-normalise encoder outputs and codes (Yu et al. 2021): bounds their scale, "
-        "which otherwise drifts and makes the commitment loss explode on small data",
-    )
-
-    @property
-    def frames_per_token(self) -> int:
-        return 2**self.down_t
+from components.motion.config import VQVAEConfig
 
 
 class _ResBlock(nn.Module):

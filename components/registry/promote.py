@@ -1,15 +1,5 @@
-"""Promotion gate: move the ``champion`` alias to a candidate only when its metrics beat the champion's.
-
-The rule, exactly: for each rule let ``improvement`` be ``candidate - champion`` (direction
-``higher``) or ``champion - candidate`` (``lower``), and ``margin`` the rule's margin (absolute), or
-``margin × |champion|`` (``margin_type: relative``). The rule passes only when
-``improvement > margin`` — strictly. So with ``margin: 0`` a tie fails (the candidate must be
-better); a negative margin tolerates a regression smaller than ``|margin|`` (a tie then passes); a
-positive margin asks for more than that gain. A required rule whose metric is missing (absent,
-null or non-finite) on the candidate's side *or* on the champion's fails the gate with a reason
-naming the metric: nothing is promoted on a comparison that could not be made (``mosa promote
-VERSION --force`` moves the champion by hand, logged as ``manual``). The candidate is promoted
-when every required rule passes; rules with ``required: false`` are reported only.
+"""Promotion: move the ``champion`` alias to a candidate only when the gate (:mod:`components.registry.gate`)
+says its metrics beat the champion's.
 
 Every decision (and every rollback) is appended to the promotion log and kept in MLflow
 (:mod:`components.registry.history`).
@@ -37,18 +27,18 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlparse
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from components.io.atomic import write_text_atomic
+from components.registry.config import GateConfig
+from components.registry.gate import Decision, decide, rule_records
 from components.registry.history import (
     append_record,
     make_record,
@@ -80,210 +70,6 @@ class RegistryLockTimeout(RegistryError):
 
 
 # ---------------------------------------------------------------- gate configuration and decision
-
-
-class GateRule(BaseModel):
-    """One metric comparison. The candidate passes when its improvement over the champion is
-    strictly greater than ``margin`` (absolute, or a share of ``|champion|`` when relative): with
-    margin 0 a tie fails; a negative margin tolerates a regression smaller than ``|margin|``. A
-    ``required`` rule blocks promotion when it fails or either side lacks the metric; other rules
-    are reported only."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    metric: str = Field(min_length=1)
-    direction: Literal["higher", "lower"]
-    margin: float = 0.0
-    margin_type: Literal["absolute", "relative"] = "absolute"
-    required: bool = True
-
-    @field_validator("margin")
-    @classmethod
-    def _finite(cls, v: float) -> float:
-        if not math.isfinite(v):
-            raise ValueError("margin must be a finite number")
-        return v
-
-    def required_improvement(self, champion: float) -> float:
-        """The improvement the candidate must exceed: ``margin``, or ``margin × |champion|``."""
-        return self.margin * abs(champion) if self.margin_type == "relative" else self.margin
-
-    def improvement(self, candidate: float, champion: float) -> float:
-        """How much better the candidate is: ``candidate - champion`` (higher) or the reverse (lower)."""
-        return candidate - champion if self.direction == "higher" else champion - candidate
-
-    def threshold(self, champion: float) -> float:
-        """The value the candidate must exceed (higher) or stay strictly under (lower)."""
-        delta = self.required_improvement(champion)
-        return champion + delta if self.direction == "higher" else champion - delta
-
-    def passes(self, candidate: float, champion: float) -> bool:
-        """``improvement > required_improvement``, strictly: a tie fails unless the margin is negative."""
-        return self.improvement(candidate, champion) > self.required_improvement(champion)
-
-    def margin_text(self) -> str:
-        if self.margin_type == "relative":
-            return f"{self.margin:+.4g} × |champion|"
-        return f"{self.margin:+.4g}"
-
-
-class GateConfig(BaseModel):
-    """The promotion gate: rules over evaluation metrics; ``promote_first`` decides a model
-    registered when there is no champion yet."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    rules: list[GateRule] = Field(min_length=1)
-    promote_first: bool = True
-
-    @field_validator("rules")
-    @classmethod
-    def _unique(cls, rules: list[GateRule]) -> list[GateRule]:
-        names = [r.metric for r in rules]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"metric(s) {dupes} appear in more than one rule: keep one rule per metric")
-        return rules
-
-
-@dataclasses.dataclass(frozen=True)
-class GateRow:
-    """One line of the comparison table; ``passed`` is None when there was nothing to compare."""
-
-    metric: str
-    direction: str
-    candidate: float | None
-    champion: float | None
-    margin: str
-    threshold: float | None
-    required: bool
-    passed: bool | None
-    note: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    """What the gate decided and why, with the table it decided from."""
-
-    promote: bool
-    rows: list[GateRow]
-    reason: str
-
-    def table_markdown(self) -> str:
-        """The comparison table as GitHub markdown."""
-
-        def num(v: float | None) -> str:
-            return "-" if v is None else f"{v:.6g}"
-
-        lines = [
-            "| metric | direction | candidate | champion | margin | threshold | required | pass | note |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in self.rows:
-            verdict = {True: "yes", False: "**no**", None: "-"}[r.passed]
-            lines.append(
-                f"| {r.metric} | {r.direction} | {num(r.candidate)} | {num(r.champion)} | {r.margin} | "
-                f"{num(r.threshold)} | {'yes' if r.required else 'no'} | {verdict} | {r.note} |"
-            )
-        return "\n".join(lines) + "\n"
-
-
-def _value(metrics: Mapping[str, float | None], name: str) -> float | None:
-    v = metrics.get(name)
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def decide(
-    candidate_metrics: Mapping[str, float | None],
-    champion_metrics: Mapping[str, float | None] | None,
-    gate: GateConfig,
-) -> Decision:
-    """Compare the candidate with the champion (None: there is none) rule by rule.
-
-    Missing, None and non-finite values count as absent. A rule passes when the candidate's
-    improvement is strictly greater than its margin (:meth:`GateRule.passes`). The candidate is
-    promoted when every required rule passes; a required metric absent on either side fails.
-    """
-    rows: list[GateRow] = []
-    for rule in gate.rules:
-        cand = _value(candidate_metrics, rule.metric)
-        champ = None if champion_metrics is None else _value(champion_metrics, rule.metric)
-        common = {
-            "metric": rule.metric,
-            "direction": rule.direction,
-            "candidate": cand,
-            "champion": champ,
-            "margin": rule.margin_text(),
-            "required": rule.required,
-        }
-        if cand is None:
-            rows.append(GateRow(**common, threshold=None, passed=False, note="candidate lacks this metric"))
-        elif champion_metrics is None:
-            rows.append(GateRow(**common, threshold=None, passed=None, note="no champion"))
-        elif champ is None:
-            passed = False if rule.required else None
-            rows.append(GateRow(**common, threshold=None, passed=passed, note="champion lacks this metric"))
-        else:
-            rows.append(GateRow(**common, threshold=rule.threshold(champ), passed=rule.passes(cand, champ)))
-
-    missing = [r.metric for r in rows if r.required and r.candidate is None]
-    champ_missing = [
-        r.metric
-        for r in rows
-        if r.required and champion_metrics is not None and r.champion is None and r.candidate is not None
-    ]
-    failed = [r for r in rows if r.required and r.passed is False and None not in (r.candidate, r.champion)]
-    advisory = [r.metric for r in rows if not r.required and r.passed is False]
-    if missing:
-        return Decision(False, rows, f"rejected: the candidate lacks required metric(s) {', '.join(missing)}")
-    if champion_metrics is None:
-        if gate.promote_first:
-            return Decision(True, rows, "promoted: there is no champion yet, so the first model becomes it")
-        return Decision(
-            False,
-            rows,
-            "rejected: there is no champion and the gate has promote_first=false (promote by hand)",
-        )
-    reasons = []
-    if champ_missing:
-        reasons.append(
-            f"the champion lacks required metric(s) {', '.join(champ_missing)}, so the gate cannot "
-            "compare them (`mosa promote VERSION --force` promotes by hand)"
-        )
-    for r in failed:
-        sign = ">" if r.direction == "higher" else "<"
-        tie = ", a tie" if r.candidate == r.champion else ""
-        reasons.append(
-            f"{r.metric} {r.candidate:.6g} vs champion {r.champion:.6g}{tie} "
-            f"(needs {sign} {r.threshold:.6g}, margin {r.margin})"
-        )
-    if reasons:
-        return Decision(False, rows, "rejected: " + "; ".join(reasons))
-    extra = f" (advisory rule(s) failed: {', '.join(advisory)})" if advisory else ""
-    n_required = sum(r.required for r in rows)
-    return Decision(True, rows, f"promoted: all {n_required} required rule(s) pass{extra}")
-
-
-def rule_records(gate: GateConfig, decision: Decision) -> list[dict]:
-    """The ``rules`` of a promotion-log record: each rule's settings beside the row it produced."""
-    return [
-        {
-            "metric": rule.metric,
-            "direction": rule.direction,
-            "margin": rule.margin,
-            "margin_type": rule.margin_type,
-            "required": rule.required,
-            "candidate": row.candidate,
-            "champion": row.champion,
-            "threshold": row.threshold,
-            "passed": row.passed,
-            "note": row.note,
-        }
-        for rule, row in zip(gate.rules, decision.rows, strict=True)
-    ]
 
 
 # ---------------------------------------------------------------------------------------- locking

@@ -21,6 +21,10 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
+from components.dit.pipeline import MoSAPipeline
+from components.io.video import write_h264
+from components.motion.config import parse_camera
+
 ARTIFACT_KEY = "pipeline"
 DEFAULT_CAMERA = "fixed"
 DEFAULT_SEED = 0
@@ -79,7 +83,6 @@ class MoSAPyfunc(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         """Load the pipeline from the artifact folder (safetensors + JSON)."""
-        from components.dit.pipeline import MoSAPipeline
 
         self.pipeline = MoSAPipeline.from_pretrained(context.artifacts[ARTIFACT_KEY])
 
@@ -117,7 +120,6 @@ class MoSAPyfunc(mlflow.pyfunc.PythonModel):
         empty = [i for i, p in enumerate(prompts) if not isinstance(p, str) or not p.strip()]
         if empty:
             raise ValueError(f"prompt of row(s) {empty} is empty or not a string: give a text prompt per row")
-        from components.motion.camera import parse_camera
 
         for i, (_, row) in enumerate(model_input.iterrows()):  # fail before generating anything
             try:
@@ -127,7 +129,6 @@ class MoSAPyfunc(mlflow.pyfunc.PythonModel):
         out_dir = (params or {}).get("output_dir") or tempfile.mkdtemp(prefix="mosa-generate-")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from components.io.video import write_h264
 
         rows = []
         for i, (_, row) in enumerate(model_input.iterrows()):

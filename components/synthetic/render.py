@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from components.io.atomic import atomic_path
-from components.motion.camera import Cameras, CameraSpec, build_cameras, pixel_rays, project
+from components.motion.camera import Cameras, build_cameras, pixel_rays, project
+from components.motion.config import CameraSpec
 from components.motion.motion import Motion
 from components.motion.skeleton import smpl22_to_openpose18
 from components.synthetic.body import Body, BodyStyle, build_body, random_style

@@ -33,27 +33,29 @@ and ``torchrun --nproc_per_node 2``: stage 2 and stage 3 with ``overlap_comm`` a
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import random
-import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from components.io.atomic import atomic_path
 from components.training import checkpoint as ckpt
+from components.training.config import EngineConfig
+from components.training.distributed import ensure_distributed, seed_everything
+from components.training.ds_config import (
+    _on_cpu_accelerator,
+    build_ds_config,
+    resolve_precision,
+)
 from components.training.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -61,240 +63,15 @@ log = logging.getLogger(__name__)
 LossFn = Callable[[nn.Module, Any], tuple[Tensor, Mapping[str, float]]]
 LogFn = Callable[[int, dict[str, float]], None]
 
-_LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-_SELF_WORLD_VAR = "MOSA_SELF_WORLD"
 _RESERVED_METRICS = ("step", "loss", "lr", "grad_norm")
 # Settings that may change between a checkpoint and its resume without changing the result.
 _RESUME_FREE = frozenset({"checkpoint_every", "keep_checkpoints", "gradient_checkpointing"})
-_BUCKET = 50_000_000  # elements; DeepSpeed's 5e8 default is sized for large GPUs
-
-ZERO_SETTINGS: dict[int, dict[str, Any]] = {
-    0: {},
-    1: {},
-    2: {
-        "overlap_comm": True,
-        "contiguous_gradients": True,
-        "reduce_scatter": True,
-        "allgather_partitions": True,
-        "reduce_bucket_size": _BUCKET,
-        "allgather_bucket_size": _BUCKET,
-    },
-    3: {
-        "overlap_comm": True,
-        "contiguous_gradients": True,
-        "reduce_bucket_size": _BUCKET,
-        "stage3_prefetch_bucket_size": _BUCKET,
-        "stage3_param_persistence_threshold": 100_000,
-        "stage3_max_live_parameters": 1_000_000_000,
-        "stage3_max_reuse_distance": 1_000_000_000,
-        "stage3_gather_16bit_weights_on_model_save": False,
-    },
-}
-
-
-class EngineConfig(BaseModel):
-    """Training-engine settings shared by every training stage (one params.yaml sub-section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    offload: bool = Field(False, description="ZeRO-Offload: optimizer (and with stage 3 parameters) on CPU")
-    lr: float = Field(gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    total_steps: int = Field(gt=0, description="length of the LR schedule in optimizer updates")
-    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine floor as a share of lr")
-    grad_accum: int = Field(1, ge=1)
-    micro_batch: int = Field(ge=1, description="samples per rank per micro-step (the batch callable's)")
-    grad_clip: float | None = Field(1.0, gt=0, description="max global grad norm; null = no clipping")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every: int = Field(0, ge=0, description="optimizer updates between checkpoints; 0 = end only")
-    keep_checkpoints: int = Field(2, ge=1)
-    seed: int = Field(0, ge=0)
-    gradient_checkpointing: bool = False
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EngineConfig:
-        if self.warmup_steps > self.total_steps:
-            raise ValueError(
-                f"warmup_steps ({self.warmup_steps}) must not exceed total_steps ({self.total_steps})"
-            )
-        if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
-        if self.offload and self.zero_stage == 0:
-            raise ValueError("offload needs zero_stage 1, 2 or 3 (ZeRO-Offload); set offload: false")
-        return self
 
 
 # ---------------------------------------------------------------- DeepSpeed config
 
 
-def _on_cpu_accelerator() -> bool:
-    from deepspeed.accelerator import get_accelerator
-
-    return get_accelerator().device_name() == "cpu"
-
-
-def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
-    """``auto`` means fp32 on the CPU accelerator and bf16 on a GPU that supports it."""
-    if precision in ("fp32", "bf16"):
-        return precision  # type: ignore[return-value]
-    if precision != "auto":
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    from deepspeed.accelerator import get_accelerator
-
-    acc = get_accelerator()
-    return "bf16" if acc.device_name() != "cpu" and acc.is_bf16_supported() else "fp32"
-
-
-def build_ds_config(cfg: EngineConfig) -> dict[str, Any]:
-    """The DeepSpeed config dict for ``cfg`` (the same settings as ``infra/deepspeed/*.json``)."""
-    zero: dict[str, Any] = {"stage": cfg.zero_stage, **ZERO_SETTINGS[cfg.zero_stage]}
-    if cfg.offload:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-        if cfg.zero_stage == 3:
-            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    return {
-        "train_micro_batch_size_per_gpu": cfg.micro_batch,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_clipping": cfg.grad_clip if cfg.grad_clip is not None else 0.0,
-        "bf16": {"enabled": resolve_precision(cfg.precision) == "bf16"},
-        "zero_optimization": zero,
-        "zero_force_ds_cpu_optimizer": not _on_cpu_accelerator(),
-        "wall_clock_breakdown": False,
-    }
-
-
-def load_ds_template(path: Path | str, cfg: EngineConfig) -> dict[str, Any]:
-    """Read a DeepSpeed JSON template and fill its ``"auto"`` values from ``cfg``.
-
-    Values the EngineConfig owns (batch sizes, clipping, precision, ZeRO stage, offload) must be
-    ``"auto"`` or agree with ``cfg``; everything else (bucket sizes, overlap, ...) comes from the
-    template. ``optimizer``/``scheduler`` blocks are refused: the Trainer builds both.
-    """
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(raw).__name__}")
-    for key in ("optimizer", "scheduler"):
-        if key in raw:
-            raise ValueError(
-                f"{path}: remove the '{key}' block; the Trainer builds AdamW and the warmup-cosine "
-                "schedule from EngineConfig (lr, betas, eps, weight_decay, warmup_steps, ...)"
-            )
-    if raw.get("train_batch_size") == "auto":
-        del raw["train_batch_size"]  # DeepSpeed derives it from micro batch x accumulation x ranks
-    expected = build_ds_config(cfg)
-    owned = {
-        "train_micro_batch_size_per_gpu",
-        "gradient_accumulation_steps",
-        "gradient_clipping",
-        "bf16.enabled",
-        "zero_optimization.stage",
-        "zero_force_ds_cpu_optimizer",
-    }
-    filled = _fill_auto(raw, expected, owned, path, prefix="")
-    zero = filled.get("zero_optimization", {})
-    offloaded = str(zero.get("offload_optimizer", {}).get("device", "none")).lower() not in ("none", "")
-    if offloaded != cfg.offload:
-        raise ValueError(
-            f"{path}: zero_optimization.offload_optimizer is {'on' if offloaded else 'off'} but "
-            f"EngineConfig.offload is {cfg.offload}; use the matching template (*_offload.json or not)"
-        )
-    return filled
-
-
-def _fill_auto(raw: Any, expected: Any, owned: set[str], path: Path, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        return raw
-    out = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        want = expected.get(key) if isinstance(expected, dict) else None
-        if value == "auto":
-            if want is None and dotted not in owned:
-                raise ValueError(f"{path}: '{dotted}' is 'auto' but EngineConfig has no value for it; set it")
-            out[key] = want
-        elif isinstance(value, dict):
-            out[key] = _fill_auto(value, want if isinstance(want, dict) else {}, owned, path, dotted + ".")
-        else:
-            if dotted in owned and value != want:
-                raise ValueError(
-                    f"{path}: '{dotted}' is {value!r} but EngineConfig gives {want!r}; "
-                    'set it to "auto" or change the engine config'
-                )
-            out[key] = value
-    return out
-
-
 # ---------------------------------------------------------------- process group and seeds
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _inherited_self_world() -> bool:
-    """True if the launcher variables were inherited from a parent that made itself a 1-rank world.
-
-    They point at the parent's store; a real launcher (torchrun, deepspeed) always sets its own
-    MASTER_PORT, which cannot be the port the parent still holds.
-    """
-    mark = os.environ.get(_SELF_WORLD_VAR, "")
-    pid, _, port = mark.partition(":")
-    return bool(mark) and pid != str(os.getpid()) and os.environ.get("MASTER_PORT") == port
-
-
-def ensure_distributed() -> tuple[int, int]:
-    """Initialise DeepSpeed's process group once; returns ``(rank, world_size)``.
-
-    Without launcher variables this process becomes a 1-rank world on 127.0.0.1 and a free port:
-    ``RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR MASTER_PORT`` are set in its environment (DeepSpeed
-    reads ``LOCAL_RANK`` from there during training), marked with ``MOSA_SELF_WORLD=<pid>:<port>``
-    so a child process that inherits them makes its own world instead of joining this one.
-    """
-    import deepspeed
-    from deepspeed.accelerator import get_accelerator
-
-    if not dist.is_initialized():
-        if _inherited_self_world():
-            for key in (*_LAUNCH_ENV, _SELF_WORLD_VAR):
-                os.environ.pop(key, None)
-        present = [k for k in _LAUNCH_ENV if k in os.environ]
-        if not present:
-            port = str(_free_port())
-            os.environ.update(
-                {
-                    "RANK": "0",
-                    "WORLD_SIZE": "1",
-                    "LOCAL_RANK": "0",
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": port,
-                }
-            )
-            os.environ[_SELF_WORLD_VAR] = f"{os.getpid()}:{port}"
-        elif len(present) < len(_LAUNCH_ENV):
-            missing = [k for k in _LAUNCH_ENV if k not in os.environ]
-            raise RuntimeError(
-                f"launcher environment is incomplete: {', '.join(present)} set but {', '.join(missing)} "
-                "missing; launch with torchrun/deepspeed, or unset them all for a single process"
-            )
-    deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(), verbose=False)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 @contextlib.contextmanager

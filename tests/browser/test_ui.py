@@ -89,7 +89,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _populate_registry(uri: str) -> None:
     """v1 becomes champion through the gate; v2, worse, stays the candidate."""
-    from components.registry.promote import GateConfig, GateRule, client_for, promote
+    from components.registry.config import GateConfig, GateRule
+    from components.registry.promote import client_for, promote
 
     client, _ = client_for(uri)
     client.create_registered_model(MODEL, description="browser test model")

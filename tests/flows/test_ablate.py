@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, validate_section
-from components.config.schema import TrainDiTParams
+from components.dit.config import TrainDiTParams
 from flows.ablate import main, seed_cache, variant_params
 
 
@@ -18,8 +18,8 @@ def test_variant_patches_switches_steps_and_paths_only():
     ablate = _ablate(full={}, no_w={"mosa": {"hadc": "no_w"}}, static={"losses": {"track_mode": "static"}})
     full, no_w, static = (variant_params(train, ablate, v) for v in ("full", "no_w", "static"))
     assert full.mosa == train.mosa and full.losses == train.losses
-    assert no_w.mosa["hadc"] == "no_w" and no_w.losses == train.losses
-    assert static.losses["track_mode"] == "static" and static.losses["mask"] == 0.5
+    assert no_w.mosa.hadc == "no_w" and no_w.losses == train.losses
+    assert static.losses.track_mode == "static" and static.losses.mask == 0.5
     for p, name in ((full, "full"), (no_w, "no_w")):
         assert p.steps == 7 and p.warmup_steps == 7 and str(p.checkpoints).endswith(f"ablate/{name}")
         assert p.follow == ablate.follow and p.lr == train.lr

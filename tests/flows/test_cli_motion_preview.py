@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from components.io.video import probe, read_frames
-from components.motion.mocap import load_deepmimic
+from components.motion.deepmimic import load_deepmimic
 
 MOSA = str(Path(sys.executable).with_name("mosa"))
 

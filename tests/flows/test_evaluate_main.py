@@ -54,7 +54,7 @@ def _run(work: Path, params: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     """A tiny random-weight pipeline, 4 held-out synthetic clips and the wrong-output "I3D" file."""
-    from components.dit.pipeline import build_tiny_pipeline
+    from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
     work = tmp_path_factory.mktemp("evaluate")
     torch.set_num_threads(1)
@@ -113,7 +113,7 @@ def _annotate(ingest_dir: Path, annotate_dir: Path) -> None:
     import pandas as pd
 
     from components.annotation import annotate as an
-    from components.config.schema import AnnotateParams
+    from components.annotation.config import AnnotateParams
 
     ap = AnnotateParams(input=ingest_dir, output=annotate_dir)
     ann = an.build_annotators(ap)

@@ -256,22 +256,3 @@ def test_summary_links_mlflow_ui_only_over_http():
     assert "failed at stage `annotate`" in http
     local = pl.summary_markdown(records[:1], "sqlite:///mlflow.db")
     assert "| `abcdef0123456789` |" in local and "all selected stages succeeded" in local
-
-
-def test_find_stage_run_picks_latest_run_of_the_stage(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert pl.find_stage_run("ingest", uri=uri) is None  # no store yet: none is created
-    assert not (tmp_path / "mlflow.db").exists()
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.create_experiment("mosa")
-    old = client.create_run(exp, tags={"stage": "ingest"}, start_time=1_000_000)
-    new = client.create_run(exp, tags={"stage": "ingest"}, start_time=2_000_000)
-    client.create_run(exp, tags={"stage": "annotate"}, start_time=3_000_000)
-    assert pl.find_stage_run("ingest", uri=uri) == (new.info.run_id, exp)
-    assert old.info.run_id != new.info.run_id
-    assert pl.find_stage_run("ingest", since=1_500, uri=uri) == (new.info.run_id, exp)
-    assert pl.find_stage_run("ingest", since=2_500, uri=uri) is None  # ran now but logged nothing
-    assert pl.find_stage_run("evaluate", uri=uri) is None

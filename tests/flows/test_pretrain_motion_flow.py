@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.config.schema import SyntheticSource
+from components.data.config import SyntheticSource
 from components.data.synthetic_source import write_motion_set
 
 REPO = Path(__file__).resolve().parents[2]

@@ -56,7 +56,7 @@ def _register(work: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    from components.dit.pipeline import build_tiny_pipeline
+    from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
     torch.set_num_threads(1)
     cached = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"  # shared with the registry tests

@@ -132,11 +132,12 @@ def prefect_api(tmp_path_factory):
 def inputs(tmp_path_factory) -> Path:
     """What train_dit reads, tiny: a random-weight base (9 frames, 64x96) and motion model, and four
     synthetic clips ingested and annotated at the base's size."""
+    from components.backbone.config import TinyConfig
+    from components.backbone.spec import get_spec
     from components.base.bundle import BaseBundle, make_config
-    from components.base.text import TokenTextEncoder
-    from components.dit.pipeline import tiny_structure_model
-    from components.dit.spec import TinyConfig, get_spec
+    from components.base.token_encoder import TokenTextEncoder
     from tests.flows.test_evaluate_main import tiny_annotated_clips
+    from tests.helpers.tiny_pipeline import tiny_structure_model
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)

@@ -20,8 +20,8 @@ from components.annotation.accuracy import (
     track_epe,
 )
 from components.annotation.tracks import Tracks, query_points, track_lk
-from components.motion.camera import CameraSpec
-from components.motion.mocap import load_deepmimic
+from components.motion.config import CameraSpec
+from components.motion.deepmimic import load_deepmimic
 from components.synthetic.body import build_body
 from components.synthetic.labels import FIRST_BODY_PART
 from components.synthetic.render import render_clip

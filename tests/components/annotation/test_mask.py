@@ -22,8 +22,8 @@ from components.annotation.mask import (
     video_detect_rate,
 )
 from components.annotation.pose import PoseResult
-from components.motion.camera import CameraSpec
-from components.motion.mocap import load_deepmimic
+from components.motion.config import CameraSpec
+from components.motion.deepmimic import load_deepmimic
 from components.synthetic.render import render_clip
 
 

@@ -23,8 +23,8 @@ from components.annotation.pose import (
     crop_transform,
     decode_simcc,
 )
-from components.motion.camera import CameraSpec
-from components.motion.mocap import load_deepmimic
+from components.motion.config import CameraSpec
+from components.motion.deepmimic import load_deepmimic
 from components.motion.skeleton import OPENPOSE18_LR_PAIRS, OPENPOSE18_NAMES
 from components.synthetic.render import render_clip
 

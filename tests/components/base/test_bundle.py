@@ -8,10 +8,12 @@ import os
 import pytest
 import torch
 
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
 from components.base.bundle import BaseBundle, load_base, load_pretrained_base, make_config, read_config
-from components.base.depth import DepthNet, DepthNetConfig
-from components.base.text import TokenTextEncoder
-from components.dit.spec import TinyConfig, get_spec
+from components.base.config import DepthNetConfig
+from components.base.depth import DepthNet
+from components.base.token_encoder import TokenTextEncoder
 
 torch.set_num_threads(1)
 

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from components.base.depth import (
-    DepthNet,
-    DepthNetConfig,
-    VGGTAdapter,
-    default_intrinsics,
-    to_world,
-    unproject,
-)
+from components.base.config import DepthNetConfig
+from components.base.depth import DepthNet, VGGTAdapter, default_intrinsics, to_world, unproject
 from components.data.clipset import point_map
 from components.motion.camera import intrinsics
 

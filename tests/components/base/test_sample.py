@@ -8,7 +8,7 @@ import torch
 
 from components.base.bundle import BaseBundle
 from components.base.sample import sample_latents, sample_video
-from components.base.text import TokenTextEncoder
+from components.base.token_encoder import TokenTextEncoder
 from tests.components.base.test_bundle import tiny_bundle
 
 torch.set_num_threads(1)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from components.base.depth import DepthNetConfig
+from components.base.config import DepthNetConfig
 from components.base.train_depth import depth_loss, evaluate_depth, median_depth, train_depth
-from components.config.schema import TrainPhaseParams
 from components.data.clipset import ClipSample
-from components.motion.camera import CameraSpec
+from components.motion.config import CameraSpec
 from components.synthetic.render import render_clip
+from components.training.config import TrainPhaseParams
 from tests.components.synthetic.conftest import walking_motion
 
 torch.set_num_threads(1)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
 from components.base.train_vae import (
     calibrate_latents,
     epoch_index,
@@ -17,9 +19,8 @@ from components.base.train_vae import (
     vae_loss,
     window_origin,
 )
-from components.config.schema import TrainPhaseParams
 from components.data.clipset import ClipSample
-from components.dit.spec import TinyConfig, get_spec
+from components.training.config import TrainPhaseParams
 
 torch.set_num_threads(1)
 SMALL = TinyConfig(sample_frames=9, sample_height=32, sample_width=48)
@@ -66,7 +67,7 @@ def test_training_lowers_the_loss_and_beats_the_mean_frame() -> None:
     assert after["psnr"] > after["psnr_mean_frame"] + 1.0 > before["psnr"] + 1.0
     assert not any(p.requires_grad for p in vae.parameters())
     # calibrated: the normalised latents of the training clips have unit standard deviation
-    from components.base import unit_video
+    from components.base.phase import unit_video
 
     z = torch.cat([spec.vae_encode(vae, unit_video(c.video).unsqueeze(0)) for c in clips])
     assert abs(float(z.std()) - 1.0) < 1e-3
@@ -74,7 +75,7 @@ def test_training_lowers_the_loss_and_beats_the_mean_frame() -> None:
 
 
 def test_wan_calibration_normalises_each_channel() -> None:
-    from components.base import unit_video
+    from components.base.phase import unit_video
 
     spec = get_spec("wan")
     vae = spec.build_tiny(SMALL).vae

@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from components.config import ConfigError, load_params, load_section, validate_section
-from components.config.schema import ClipParams, DemoSource, FolderSource, IngestParams, ManifestSource
+from components.data.config import ClipParams, DemoSource, FolderSource, IngestParams, ManifestSource
 
 REPO_PARAMS = Path(__file__).resolve().parents[3] / "params.yaml"
 

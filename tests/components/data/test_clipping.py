@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from components.config.schema import ClipParams
 from components.data.clipping import ClipSpan, clip_spans, decode_size, fit_frames, fit_mode
+from components.data.config import ClipParams
 from components.io.video import VideoInfo, probe, read_frames
 from tests.conftest import moving_frames
 

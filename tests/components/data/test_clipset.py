@@ -14,7 +14,7 @@ from components.io.manifest import to_manifest, write_manifest
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     from components.annotation import annotate as an
-    from components.config.schema import AnnotateParams
+    from components.annotation.config import AnnotateParams
 
     work = tmp_path_factory.mktemp("clipset")
     params = validate_section(

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from components.config.schema import DemoSource, FolderSource, ManifestSource
 from components.data import demo
-from components.data.sources import (
-    SourceItem,
-    discover,
-    discover_demo,
-    discover_folder,
-    discover_manifest,
-)
+from components.data.config import DemoSource, FolderSource, ManifestSource
+from components.data.source_item import SourceItem
+from components.data.sources import discover, discover_demo, discover_folder, discover_manifest
 
 BAD_UTF8 = b"\xff\xfe bad"
 
@@ -365,7 +360,7 @@ def test_discover_concatenates_sources_in_order(folder: Path, mroot: Path) -> No
 
 
 def test_folder_symlink_inside_root_is_recorded_not_followed(tmp_path: Path) -> None:
-    from components.config.schema import FolderSource
+    from components.data.config import FolderSource
     from components.data.sources import discover_folder
 
     root = tmp_path / "in"

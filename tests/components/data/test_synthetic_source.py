@@ -10,7 +10,7 @@ from components.data import ingest as ing
 from components.data import synthetic_source as syn
 from components.io.manifest import to_manifest
 from components.io.video import probe, read_frames
-from components.motion.mocap import list_deepmimic_clips
+from components.motion.deepmimic import list_deepmimic_clips
 from components.synthetic.body import BodyStyle
 from components.synthetic.render import GroundTruth
 
@@ -103,8 +103,8 @@ def test_describe_style_and_scene():
 def test_motion_set_features_stats_and_mirrors(tmp_path):
     import json
 
+    from components.motion.deepmimic import load_deepmimic
     from components.motion.humanml3d import FeatureStats, canonicalize, features_to_joints
-    from components.motion.mocap import load_deepmimic
 
     params = _params(clips=2, motions=["walk", "walker/turn_left0"])
     counts = syn.write_motion_set(params.sources, tmp_path)

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from components.backbone.config import TinyConfig
+from components.backbone.spec import get_spec
 from components.data.clipset import ClipSample
 from components.dit.data import (
     DiTExample,
@@ -19,7 +21,6 @@ from components.dit.data import (
     select_person_tracks,
     to_unit_video,
 )
-from components.dit.spec import TinyConfig, get_spec
 
 torch.set_num_threads(1)
 T, H, W = 9, 32, 48

@@ -41,7 +41,8 @@ def _save_tiny_t5(root: Path) -> None:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> Path:
     """A tiny CogVideoX folder in the published layout (GroupNorm VAE, as the real one), with T5."""
-    from components.dit.spec import TinyConfig, get_spec
+    from components.backbone.config import TinyConfig
+    from components.backbone.spec import get_spec
 
     root = tmp_path_factory.mktemp("CogVideoX-tiny")
     tiny = TinyConfig(
@@ -59,8 +60,8 @@ def published(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> Path:
     """Four synthetic clips ingested and annotated at the published folder's clip size, and a motion model."""
-    from components.dit.pipeline import tiny_structure_model
     from tests.flows.test_evaluate_main import tiny_annotated_clips
+    from tests.helpers.tiny_pipeline import tiny_structure_model
 
     root = tmp_path_factory.mktemp("inputs")
     torch.set_num_threads(1)

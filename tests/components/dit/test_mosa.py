@@ -9,9 +9,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from components.dit.mosa import MoSAConfig, MoSATransformer, count_parameters
+from components.backbone.config import TinyConfig
+from components.backbone.spec import BlockContext, ControlHooks, get_spec
+from components.dit.config import MoSAConfig
+from components.dit.mosa import MoSATransformer, count_parameters
 from components.dit.skeleton_encoder import vae_encode_skeleton
-from components.dit.spec import BlockContext, ControlHooks, TinyConfig, get_spec
 
 torch.set_num_threads(1)
 SMALL = TinyConfig(sample_height=32, sample_width=48)

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from components.base.text import TokenTextEncoder
-from components.dit.pipeline import MoSAPipeline, build_tiny_pipeline
-from components.motion.camera import build_cameras, parse_camera
+from components.base.token_encoder import TokenTextEncoder
+from components.dit.pipeline import MoSAPipeline
+from components.motion.camera import build_cameras
+from components.motion.config import parse_camera
 from components.motion.render import project_motion_to_openpose
+from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
 torch.set_num_threads(1)
 PROMPT = "a man in a red jacket walks forward across a park"

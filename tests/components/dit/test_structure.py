@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from components.backbone.config import TinyConfig
+from components.backbone.spec import BlockContext, ControlHooks, get_spec
 from components.dit.skeleton_encoder import SkeletonConvEncoder, vae_encode_skeleton
-from components.dit.spec import BlockContext, ControlHooks, TinyConfig, get_spec
 from components.dit.structure import StructureBranch, copy_block
 
 torch.set_num_threads(1)

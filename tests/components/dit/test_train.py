@@ -11,9 +11,10 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from components.backbone.spec import get_spec
+from components.dit.config import MoSAConfig
 from components.dit.data import ExampleSet, build_examples
-from components.dit.mosa import MoSAConfig, MoSATransformer
-from components.dit.spec import get_spec
+from components.dit.mosa import MoSATransformer
 from components.dit.train import (
     DiTTrainConfig,
     decode_for_aux,
@@ -23,8 +24,8 @@ from components.dit.train import (
     sample_timesteps,
     train_mosa,
 )
-from components.losses.total import LossWeights
-from components.training.engine import EngineConfig
+from components.losses.config import LossWeights
+from components.training.config import EngineConfig
 from tests.components.dit.test_data import TINY, TokenEncoder, make_sample
 from tests.components.losses.test_generated_tracker import FakeCoTracker, save_fake
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from components.evaluation.features import EfficientNetFeatures
-from components.evaluation.registry import MetricContext
-from components.motion.camera import CameraSpec
-from components.motion.mocap import load_deepmimic
+from components.evaluation.metric_registry import MetricContext
+from components.motion.config import CameraSpec
+from components.motion.deepmimic import load_deepmimic
 from components.synthetic.render import GroundTruth, render_clip
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.evaluation.background_consistency import NAME, dilation_pixels, remove_person
-from components.evaluation.registry import VideoSample, compute_metrics
+from components.evaluation.metric_registry import VideoSample, compute_metrics
 from components.evaluation.subject_consistency import NEUTRAL_GREY
 from tests.components.evaluation.conftest import composite, panning
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from components.evaluation.clipsim import NAME, ClipScorer
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 
 
 @pytest.fixture(scope="module")

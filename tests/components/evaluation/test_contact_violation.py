@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from components.evaluation.contact_violation import NAME
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import point_maps
 
 T, H, W = 4, 16, 16

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.evaluation.dynamic_degree import NAME, is_dynamic, vbench_frame_step
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import panning
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from components.data.demo import locate
 from components.evaluation.fd_effnet_frames import NAME, set_features
-from components.evaluation.registry import VideoSample, compute_metrics
+from components.evaluation.metric_registry import VideoSample, compute_metrics
 from components.io.video import read_frames
 
 

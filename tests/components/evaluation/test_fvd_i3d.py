@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from components.evaluation.fvd_i3d import NAME, clip_tensor, i3d_embeddings
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import panning
 
 

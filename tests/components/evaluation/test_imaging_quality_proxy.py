@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from components.evaluation.imaging_quality_proxy import NAME, imaging_quality, to_work_size
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import panning
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from components.annotation.accuracy import mask_iou
 from components.evaluation.mask_skeleton_iou import NAME, limb_thickness, skeleton_region
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 
 
 def standing(cx: float = 100.0) -> np.ndarray:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from components.data.quality import motion_smoothness_flowinterp
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from components.evaluation.motion_smoothness import NAME
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import panning
 
 

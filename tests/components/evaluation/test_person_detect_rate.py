@@ -7,13 +7,18 @@ import numpy as np
 import pytest
 
 from components.annotation.pose import PoseResult
+from components.evaluation.metric_registry import (
+    BUILTIN_METRIC_MODULES,
+    MetricContext,
+    VideoSample,
+    compute_metrics,
+)
 from components.evaluation.person_detect_rate import (
     DEFAULT_THRESHOLD,
     NAME,
     detected_frames,
     mean_landmark_visibility,
 )
-from components.evaluation.registry import BUILTIN_METRIC_MODULES, MetricContext, VideoSample, compute_metrics
 
 
 def test_rendered_person_scores_high(walk):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from components.evaluation.pose_confidence import NAME
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
 from tests.components.evaluation.conftest import panning
 
 

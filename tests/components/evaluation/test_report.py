@@ -6,7 +6,7 @@ from __future__ import annotations
 import imageio.v2 as imageio
 import numpy as np
 
-from components.evaluation.registry import MetricContext, VideoSample
+from components.evaluation.metric_registry import MetricContext, VideoSample
 from components.evaluation.report import detected_overlay, write_report
 from components.motion.render import skeleton_video
 from components.motion.skeleton import OPENPOSE18_COLORS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.evaluation.registry import MetricResult
+from components.evaluation.metric_registry import MetricResult
 from components.evaluation.run import over_seeds
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from components.evaluation.skeleton_alignment_pck import NAME
 
 

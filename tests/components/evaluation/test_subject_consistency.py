@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from components.evaluation.subject_consistency import NAME, NEUTRAL_GREY, consistency_score, person_crop
 from tests.components.evaluation.conftest import composite, moving_square
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.evaluation.registry import MetricContext, VideoSample, compute_metrics
+from components.evaluation.metric_registry import MetricContext, VideoSample, compute_metrics
 from components.evaluation.temporal_jerk import NAME, grid_stride, jerk_magnitudes
 from tests.components.evaluation.conftest import moving_square
 

@@ -6,7 +6,8 @@ import pydantic
 import pytest
 import torch
 
-from components.losses.total import LossWeights, combine
+from components.losses.config import LossWeights
+from components.losses.total import combine
 
 
 def test_paper_weights_and_weighted_sum():

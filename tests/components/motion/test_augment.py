@@ -17,7 +17,7 @@ from components.motion.augment import (
     rotate_yaw,
     swap_left_right,
 )
-from components.motion.mocap import load_deepmimic
+from components.motion.deepmimic import load_deepmimic
 from components.motion.skeleton import SMPL22_PARENTS, J
 from tests.components.motion.conftest import translating
 

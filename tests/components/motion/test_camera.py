@@ -7,15 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from components.motion.camera import (
-    Cameras,
-    CameraSpec,
-    build_cameras,
-    intrinsics,
-    parse_camera,
-    pixel_rays,
-    project,
-)
+from components.motion.camera import Cameras, build_cameras, intrinsics, pixel_rays, project
+from components.motion.config import CameraSpec, parse_camera
 
 
 def test_projection_matches_hand_computed_pinhole():

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from components.config.schema import SyntheticSource
+from components.data.config import SyntheticSource
 from components.data.synthetic_source import write_motion_set
 from components.motion.augment import mirror
 from components.motion.dataset import MotionDataset, split_by_group
+from components.motion.deepmimic import load_deepmimic
 from components.motion.humanml3d import FeatureStats, compute_stats, joints_to_features
-from components.motion.mocap import load_deepmimic
 
 CLIPS = ["walk", "run", "jump", "punch", "walker/turn_left0"]
 

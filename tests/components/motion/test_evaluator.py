@@ -10,14 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.motion.evaluator import (
-    CONFIG_FILE,
-    EvaluatorConfig,
-    MotionTextEvaluator,
-    pad_motions,
-    train_evaluator,
-)
-from components.motion.humanml3d import FEATURE_DIM, FeatureStats
+from components.motion.config import FEATURE_DIM, EvaluatorConfig
+from components.motion.evaluator import CONFIG_FILE, MotionTextEvaluator, pad_motions, train_evaluator
+from components.motion.humanml3d import FeatureStats
 from components.motion.t2m_metrics import r_precision
 
 TEXT_DIM, FRAMES = 8, 20

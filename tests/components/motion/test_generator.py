@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.motion.generator import GeneratorConfig, MotionGenerator
+from components.motion.config import GeneratorConfig
+from components.motion.generator import MotionGenerator
 
 CFG = GeneratorConfig(
     codebook_size=16, max_tokens=10, dim=32, layers=2, heads=4, text_dim=8, dropout=0.0, cond_drop_prob=0.0

@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter1d
 
+from components.motion.config import FEATURE_DIM
 from components.motion.humanml3d import (
-    FEATURE_DIM,
     SLICES,
     FeatureStats,
     canonicalize,

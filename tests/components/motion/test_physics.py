@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from components.motion.deepmimic import load_deepmimic
 from components.motion.humanml3d import canonicalize
-from components.motion.mocap import load_deepmimic
 from components.motion.physics import floor_penetration, foot_skate_ratio, mpjpe_mm
 from tests.components.motion.conftest import STAND, translating
 

@@ -48,10 +48,11 @@ def test_evaluator_on_real_mocap_ranks_true_pairs_high_and_shuffled_pairs_at_cha
     import numpy as np
     import torch
 
-    from components.config.schema import SyntheticSource
+    from components.data.config import SyntheticSource
     from components.data.synthetic_source import write_motion_set
+    from components.motion.config import EvaluatorConfig
     from components.motion.dataset import MotionDataset
-    from components.motion.evaluator import EvaluatorConfig, MotionTextEvaluator, train_evaluator
+    from components.motion.evaluator import MotionTextEvaluator, train_evaluator
     from components.motion.t2m_metrics import r_precision
     from components.motion.text_encoder import build_text_encoder
 
@@ -99,7 +100,7 @@ def test_other_clips_reference_takes_real_windows_of_the_held_out_meanings(tmp_p
     meanings: another walk clip counts, a jump does not; without meanings every motion counts."""
     import shutil
 
-    from components.config.schema import SyntheticSource
+    from components.data.config import SyntheticSource
     from components.data.synthetic_source import write_motion_set
     from components.motion.dataset import MotionDataset
     from components.motion.pretrain import _other_clip_windows

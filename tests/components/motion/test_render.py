@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from components.motion import render
-from components.motion.camera import Cameras, CameraSpec, build_cameras, project
+from components.motion.camera import Cameras, build_cameras, project
+from components.motion.config import CameraSpec
 from components.motion.skeleton import OPENPOSE18_COLORS, OPENPOSE18_LIMBS, smpl22_to_openpose18
 from tests.components.motion.conftest import STAND
 

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from components.config.schema import SyntheticSource
+from components.data.config import SyntheticSource
 from components.data.synthetic_source import write_motion_set
+from components.motion.config import GeneratorConfig, VQVAEConfig
 from components.motion.dataset import MotionDataset
-from components.motion.generator import GeneratorConfig, MotionGenerator
+from components.motion.generator import MotionGenerator
 from components.motion.structure import FILES, StructureModel
-from components.motion.vqvae import MotionVQVAE, VQVAEConfig
+from components.motion.vqvae import MotionVQVAE
 
 VQ = VQVAEConfig(width=16, depth=1, codebook_size=16, code_dim=8)
 GEN = GeneratorConfig(codebook_size=16, max_tokens=6, dim=16, layers=1, heads=2, text_dim=8, dropout=0.0)

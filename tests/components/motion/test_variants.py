@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from components.config.schema import SyntheticSource
+from components.data.config import SyntheticSource
 from components.data.synthetic_source import write_motion_set
 from components.motion.dataset import MotionDataset, split_by_group
 from components.motion.humanml3d import FeatureStats, features_to_joints

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from components.motion.config import VQVAEConfig
+from components.motion.deepmimic import load_deepmimic
 from components.motion.humanml3d import compute_stats, joints_to_features
-from components.motion.mocap import load_deepmimic
-from components.motion.vqvae import EMAQuantizer, MotionVQVAE, VQVAEConfig
+from components.motion.vqvae import EMAQuantizer, MotionVQVAE
 
 TINY = VQVAEConfig(width=32, depth=1, codebook_size=32, code_dim=16, dead_code_threshold=20)
 

@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from components.registry.promote import CHAMPION, GateConfig, GateRule, aliases, client_for, decide, promote
+from components.registry.config import GateConfig, GateRule
+from components.registry.gate import decide
+from components.registry.promote import CHAMPION, aliases, client_for, promote
 
 
 def _gate(direction: str, margin: float = 0.0, margin_type: str = "absolute") -> GateConfig:

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from components.registry.config import GateConfig, GateRule
 from components.registry.history import (
     RECORD_KEYS,
     RECORD_TAG_PREFIX,
@@ -20,7 +21,7 @@ from components.registry.history import (
     records_from_registry,
     restore_log,
 )
-from components.registry.promote import GateConfig, GateRule, client_for, promote, rollback
+from components.registry.promote import client_for, promote, rollback
 
 GATE = GateConfig(rules=[GateRule(metric="score", direction="higher")])
 

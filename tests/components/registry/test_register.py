@@ -21,7 +21,7 @@ from components.registry.register import metric_tags, register
 @pytest.fixture(scope="module")
 def pipeline_dir(tmp_path_factory) -> Path:
     """A tiny random-weight pipeline, built once per test session (shared with the other registry tests)."""
-    from components.dit.pipeline import build_tiny_pipeline
+    from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
     torch.set_num_threads(1)
     cached = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"

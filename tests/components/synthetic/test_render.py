@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
 
-from components.motion.camera import CameraSpec, build_cameras, pixel_rays, project
+from components.motion.camera import build_cameras, pixel_rays, project
+from components.motion.config import CameraSpec
 from components.synthetic.body import BodyStyle, build_body, random_style
 from components.synthetic.labels import BOX, FIRST_BODY_PART, GROUND
 from components.synthetic.render import GroundTruth, render_clip, render_frame, resample_joints

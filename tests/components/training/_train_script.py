@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from components.training import EngineConfig, Trainer, seed_everything
+from components.training.config import EngineConfig
+from components.training.distributed import seed_everything
+from components.training.engine import Trainer
 
 N_SAMPLES = 256
 

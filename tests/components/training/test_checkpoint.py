@@ -13,8 +13,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from components.training import EngineConfig, Trainer, seed_everything
 from components.training import checkpoint as ckpt
+from components.training.config import EngineConfig
+from components.training.distributed import seed_everything
+from components.training.engine import Trainer
 from tests.components.training._train_script import dataset, loss_fn, make_model
 
 torch.set_num_threads(1)

@@ -1,1 +1,0 @@
-"""The params.yaml sections, one module per stage (see ``components.config.schema``)."""
