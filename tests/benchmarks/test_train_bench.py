@@ -269,7 +269,7 @@ def test_default_config_is_params_yaml_cpu_profile() -> None:
     """The class defaults mirror params.yaml: this fails when either drifts from the other."""
     params = tb.ROOT / "params.yaml"
     assert tb.TrainBenchConfig() == tb.TrainBenchConfig.from_params(params)
-    tiny = load_section("pretrain_base", params).tiny
+    tiny = load_section("pretrain_base", params).tiny.model_dump(mode="json")
     raw_tiny = yaml.safe_load(params.read_text())["pretrain_base"]["tiny"]
     mirrored = {
         "layers",

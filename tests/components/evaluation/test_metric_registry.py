@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from components.evaluation import registry
+from components.evaluation import metric_registry as registry
 from components.evaluation.metric_registry import (
     BUILTIN_METRIC_MODULES,
     MetricContext,
