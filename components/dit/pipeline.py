@@ -334,6 +334,3 @@ class MoSAPipeline:
             all_joints=all_joints,
             motion_prompt=motion_prompt,
         )
-
-
-# ---------------------------------------------------------------- a tiny pipeline for tests
