@@ -118,8 +118,10 @@ def resolve_pipeline(model: str) -> Path:
                 f"cannot load {model} from {tracking_uri()}: {exc}; run `dvc repro register` or pass "
                 "--model models/dit"
             ) from exc
+    from components.dit.pipeline import is_pipeline_folder
+
     path = Path(model)
-    if not (path / "pipeline.json").is_file():
+    if not is_pipeline_folder(path):
         raise FileNotFoundError(
             f"no generation pipeline in {path}: run `dvc repro train_dit` (it writes models/dit) "
             "or pass --model models:/mosa-dit@champion"
@@ -131,7 +133,7 @@ def _generate(args: argparse.Namespace) -> int:
     """Text (and optionally a first-frame image) to a human video with the trained pipeline."""
     import numpy as np
 
-    from components.dit.pipeline import MoSAPipeline
+    from components.dit.pipeline import MoSAPipeline, is_pipeline_folder
     from components.io.video import write_h264
     from components.motion.config import parse_camera
 
@@ -140,7 +142,7 @@ def _generate(args: argparse.Namespace) -> int:
     parse_camera(args.camera)  # a bad camera spec fails before any model loads
     model = args.model
     if model is None:
-        model = "models/dit" if Path("models/dit/pipeline.json").is_file() else "models:/mosa-dit@champion"
+        model = "models/dit" if is_pipeline_folder("models/dit") else "models:/mosa-dit@champion"
     pipe = MoSAPipeline.from_pretrained(resolve_pipeline(model))
     image = None
     if args.image:

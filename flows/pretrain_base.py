@@ -48,7 +48,7 @@ def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | 
         made = train_base(params, ckpt, on_log=run.log_phase_step)
         metrics: dict[str, Any] = {**made.metrics, "seconds": round(time.perf_counter() - t0, 2)}
         if is_rank_zero():
-            made.bundle.save(params.output)
+            made.bundle.save_pretrained(params.output)
             with atomic_dir(params.plots) as plots, atomic_dir(params.reports) as reports:
                 for phase, rows in made.curves.items():
                     write_text_atomic(plots / f"{phase}_loss.csv", curve_csv(rows))

@@ -76,7 +76,7 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
                 save_png(reports / "prompts_grid.png", grid)
             model.save_pretrained(params.output)
             for k, evaluator in enumerate(evaluators):  # evaluator/, evaluator_1/, ...
-                evaluator.save(params.output / ("evaluator" if k == 0 else f"evaluator_{k}"))
+                evaluator.save_pretrained(params.output / ("evaluator" if k == 0 else f"evaluator_{k}"))
             run.finish(metrics, markdown=summary, artifacts=[params.output, params.plots])
     print(
         "pretrain_motion: "

@@ -2,20 +2,22 @@
 
 Layout::
 
-    base.json      {"format": "mosa-base", "version": 1, "backbone": "cogvideox" | "wan",
+    config.json    {"format": "mosa-base", "version": 2, "backbone": "cogvideox" | "wan",
                     "tiny": TinyConfig dict or null, "text_encoder": {"name", "path", "max_tokens"},
-                    "frames", "height", "width", "fps"}
+                    "frames", "height", "width", "fps"}   (version 1 kept it in base.json; still read)
     transformer/   diffusers save_pretrained (config.json + safetensors)
     vae/           diffusers save_pretrained
     scheduler/     scheduler save_pretrained (scheduler_config.json)
-    depth/         config.json (DepthNetConfig) + depth.safetensors; optional
+    depth/         DepthNet.save_pretrained (config.json + depth.safetensors); optional
 
 The text encoder is referenced, not copied: ``path: null`` means the packaged all-MiniLM-L6-v2.
 ``frames/height/width/fps`` are the clip geometry the base was trained for (what ``sample_video``
 generates). Modules are rebuilt from their ``config.json`` (``_class_name`` names the diffusers class)
 and their safetensors are loaded strictly; this needs no ``accelerate`` (which diffusers'
 ``from_pretrained`` requires for Wan), and the folders stay loadable with plain diffusers.
-``load_pretrained_base`` is the GPU-profile route: published weights from a local diffusers folder.
+``BaseBundle.save_pretrained`` / ``BaseBundle.from_pretrained`` follow the one save/load convention
+(``components.io.pretrained``). ``load_pretrained_base`` is the GPU-profile route: published weights
+from a local diffusers folder.
 """
 
 from __future__ import annotations
@@ -27,21 +29,21 @@ from typing import Any
 
 import diffusers
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from components.backbone.cogvideox_vae import PROJECT_VAE_CLASSES
 from components.backbone.config import TinyConfig
 from components.backbone.spec import BackboneSpec, BaseModels, get_spec
-from components.base.config import DepthNetConfig
 from components.base.depth import DepthNet
 from components.base.token_encoder import TokenTextEncoder, build_token_encoder
 from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, read_config, write_config
 
-FORMAT = "mosa-base"
-VERSION = 1
-CONFIG_FILE = "base.json"
-DEPTH_WEIGHTS = "depth.safetensors"
+# v1: the same fields in base.json (before the one save/load convention)
+FORMAT = ArtifactFormat(
+    "mosa-base", 2, "BaseBundle.save_pretrained", legacy={1: lambda config: config}, legacy_file="base.json"
+)
 RUN_STAGE = "run the pretrain_base stage first (dvc repro pretrain_base)"
 
 # Clip geometry and text length of the published checkpoints (their pipelines' defaults).
@@ -95,7 +97,7 @@ def check_compatible(
 class BaseBundle:
     """A frozen text-to-video base: backbone spec, transformer/VAE/scheduler, text encoder, depth net.
 
-    ``config`` is the content of ``base.json`` (see the module docstring).
+    ``config`` is the content of ``config.json`` but its format header (see the module docstring).
     """
 
     spec: BackboneSpec
@@ -120,7 +122,7 @@ class BaseBundle:
     def fps(self) -> float:
         return float(self.config["fps"])
 
-    def save(self, path: Path | str) -> Path:
+    def save_pretrained(self, path: Path | str) -> Path:
         """Write the bundle folder atomically (a reader sees the old folder or the complete new one)."""
         path = Path(path)
         tiny = self.config.get("tiny")
@@ -142,13 +144,35 @@ class BaseBundle:
             self.models.vae.save_pretrained(tmp / "vae", safe_serialization=True)
             self.models.scheduler.save_pretrained(tmp / "scheduler")
             if self.depth is not None:
-                (tmp / "depth").mkdir()
-                (tmp / "depth" / "config.json").write_text(self.depth.cfg.model_dump_json(indent=2) + "\n")
-                state = {k: v.detach().cpu().contiguous() for k, v in self.depth.state_dict().items()}
-                save_file(state, str(tmp / "depth" / DEPTH_WEIGHTS), metadata={"format": FORMAT})
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+                self.depth.save_pretrained(tmp / "depth")
+            write_config(tmp, FORMAT, config)
         self.config = config
         return path
+
+    @classmethod
+    def from_pretrained(cls, path: Path | str, text: TokenTextEncoder | None = None) -> BaseBundle:
+        """Load a bundle written by ``save_pretrained`` (all modules frozen, eval mode, float32, CPU).
+
+        ``text`` reuses an already loaded encoder; it must match the config's ``text_encoder``.
+        """
+        root = Path(path)
+        config = bundle_config(root)
+        spec = get_spec(config["backbone"])
+        transformer = _load_diffusers_module(root / "transformer")
+        vae = _load_diffusers_module(root / "vae")
+        scheduler = _load_scheduler(root / "scheduler")
+        te = config["text_encoder"]
+        if text is None:
+            text = build_token_encoder(te["name"], te.get("path"), te["max_tokens"])
+        elif (text.name, text.max_tokens) != (te["name"], te["max_tokens"]):
+            raise ValueError(
+                f"the given text encoder ({text.name}, max_tokens={text.max_tokens}) is not the bundle's "
+                f"({te['name']}, max_tokens={te['max_tokens']}); pass text=None to load the bundle's"
+            )
+        depth = DepthNet.from_pretrained(root / "depth") if (root / "depth").exists() else None
+        check_compatible(spec, transformer, text, config["frames"], config["height"], config["width"], vae)
+        models = BaseModels(transformer=transformer, vae=vae, scheduler=scheduler)
+        return cls(spec=spec, models=models, text=text, depth=depth, config=config)
 
 
 def make_config(
@@ -160,12 +184,10 @@ def make_config(
     width: int,
     fps: float,
 ) -> dict[str, Any]:
-    """The ``base.json`` content of a bundle."""
+    """The ``config.json`` fields of a bundle (the format header is added on save)."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     return {
-        "format": FORMAT,
-        "version": VERSION,
         "backbone": spec.name,
         "tiny": tiny.model_dump(mode="json") if tiny is not None else None,
         "text_encoder": text.config(),
@@ -211,56 +233,14 @@ def _load_scheduler(folder: Path) -> Any:
     return cls.from_pretrained(str(folder), local_files_only=True)
 
 
-def load_depth(folder: Path | str) -> DepthNet:
-    """A ``DepthNet`` from ``depth/`` (``config.json`` + ``depth.safetensors``), in eval mode, frozen."""
-    folder = Path(folder)
-    cfg = DepthNetConfig.model_validate_json(_require(folder / "config.json", "depth config").read_text())
-    net = DepthNet(cfg)
-    net.load_state_dict(load_file(str(_require(folder / DEPTH_WEIGHTS, "depth weights"))), strict=True)
-    return net.eval().requires_grad_(False)
-
-
-def read_config(path: Path | str) -> dict[str, Any]:
-    """``base.json`` of a bundle folder, checked for format and version."""
+def bundle_config(path: Path | str) -> dict[str, Any]:
+    """The config of a bundle folder (format and version checked, v1 ``base.json`` upgraded)."""
     root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"base model folder {root} does not exist; {RUN_STAGE}")
-    config_file = _require(root / CONFIG_FILE, "bundle description")
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    if config.get("format") != FORMAT or config.get("version") != VERSION:
-        raise ValueError(
-            f"{config_file}: format {config.get('format')!r} version {config.get('version')!r} is not "
-            f"{FORMAT!r} version {VERSION}; rebuild it ({RUN_STAGE.removeprefix('run ')})"
-        )
+    config = read_config(root, FORMAT, hint=RUN_STAGE)
     missing = [k for k in ("backbone", "text_encoder", "frames", "height", "width", "fps") if k not in config]
     if missing:
-        raise ValueError(f"{config_file}: missing keys {missing}; {RUN_STAGE}")
+        raise ValueError(f"{root / 'config.json'}: missing keys {missing}; {RUN_STAGE}")
     return config
-
-
-def load_base(path: Path | str, text: TokenTextEncoder | None = None) -> BaseBundle:
-    """Load a bundle written by ``BaseBundle.save`` (all modules frozen, eval mode, float32, CPU).
-
-    ``text`` reuses an already loaded encoder; it must match ``base.json``'s ``text_encoder``.
-    """
-    root = Path(path)
-    config = read_config(root)
-    spec = get_spec(config["backbone"])
-    transformer = _load_diffusers_module(root / "transformer")
-    vae = _load_diffusers_module(root / "vae")
-    scheduler = _load_scheduler(root / "scheduler")
-    te = config["text_encoder"]
-    if text is None:
-        text = build_token_encoder(te["name"], te.get("path"), te["max_tokens"])
-    elif (text.name, text.max_tokens) != (te["name"], te["max_tokens"]):
-        raise ValueError(
-            f"the given text encoder ({text.name}, max_tokens={text.max_tokens}) is not the bundle's "
-            f"({te['name']}, max_tokens={te['max_tokens']}); pass text=None to load the bundle's"
-        )
-    depth = load_depth(root / "depth") if (root / "depth").exists() else None
-    check_compatible(spec, transformer, text, config["frames"], config["height"], config["width"], vae)
-    models = BaseModels(transformer=transformer, vae=vae, scheduler=scheduler)
-    return BaseBundle(spec=spec, models=models, text=text, depth=depth, config=config)
 
 
 def load_pretrained_base(
@@ -300,7 +280,7 @@ def load_pretrained_base(
         tokenizer_path=tokenizer_path,
         dtype=dtype,
     )
-    depth = load_depth(depth_path) if depth_path is not None else None
+    depth = DepthNet.from_pretrained(depth_path) if depth_path is not None else None
     config = make_config(
         spec, None, text, geometry["frames"], geometry["height"], geometry["width"], geometry["fps"]
     )

@@ -28,10 +28,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from components.base.config import DepthNetConfig
+from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, read_config, write_config
 from components.motion.camera import intrinsics
+
+WEIGHTS_FILE = "depth.safetensors"
+# v1 (before the one save/load convention): config.json was the bare DepthNetConfig
+FORMAT = ArtifactFormat(
+    "mosa-depth", 2, "DepthNet.save_pretrained", unversioned=lambda config: {"config": config}
+)
 
 
 class _Block(nn.Module):
@@ -74,6 +83,26 @@ class DepthNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():  # softplus⁻¹(init − min): the net starts as a constant-depth predictor
             self.head.bias.fill_(math.log(math.expm1(cfg.init_depth - cfg.min_depth)))
+
+    def save_pretrained(self, folder: Path | str) -> Path:
+        """``config.json`` (format, version, the ``DepthNetConfig``) + ``depth.safetensors``, atomically."""
+        with atomic_dir(folder) as tmp:
+            write_config(tmp, FORMAT, {"config": self.cfg.model_dump(mode="json")})
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT.name})
+        return Path(folder)
+
+    @classmethod
+    def from_pretrained(cls, folder: Path | str) -> DepthNet:
+        """A ``DepthNet`` written by ``save_pretrained`` (or a v1 ``depth/`` folder), eval mode, frozen."""
+        folder = Path(folder)
+        config = read_config(folder, FORMAT, hint="run the pretrain_base stage (dvc repro pretrain_base)")
+        net = cls(DepthNetConfig.model_validate(config["config"]))
+        weights = folder / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing: {folder} is not written by {FORMAT.writer}")
+        net.load_state_dict(load_file(str(weights)), strict=True)
+        return net.eval().requires_grad_(False)
 
     def forward(self, frames: Tensor) -> Tensor:
         if frames.ndim != 4 or frames.shape[1] != 3:

@@ -115,7 +115,7 @@ class TokenTextEncoder:
 
     # ---- identity -----------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """What ``build_token_encoder`` needs to rebuild this encoder (stored in ``base.json``).
+        """What ``build_token_encoder`` needs to rebuild this encoder (kept in the bundle's config).
 
         The packaged MiniLM is stored as ``path: null`` so a bundle stays valid on another machine.
         """

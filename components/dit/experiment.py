@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from components.backbone.spec import enable_gradient_checkpointing
-from components.base.bundle import load_base, load_pretrained_base
+from components.base.bundle import BaseBundle, load_pretrained_base
 from components.data.clipset import load_clipset, select_skeletons
 from components.dit.config import TrainDiTParams
 from components.dit.data import build_examples, check_sample
@@ -37,7 +37,7 @@ def load_frozen_base(params: TrainDiTParams) -> Any:
     import torch
 
     if params.base_path is None:
-        return load_base(params.base)
+        return BaseBundle.from_pretrained(params.base)
     te = params.text_encoder
     if te.name != "t5":
         raise ValueError(

@@ -21,7 +21,6 @@ supervision.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,10 @@ from components.dit.hadc import HADC, direct_injection
 from components.dit.skeleton_encoder import SkeletonConvEncoder
 from components.dit.structure import StructureBranch
 from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, read_config, write_config
 
-FORMAT = "mosa-dit"
-FORMAT_VERSION = 1
+FORMAT = ArtifactFormat("mosa-dit", 1, "MoSATransformer.save_pretrained")
 WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 
 
 class _InjectStructure(ControlHooks):
@@ -213,8 +211,6 @@ class MoSATransformer(nn.Module):
                 raise ValueError(f"cannot save {key}: the model is on the meta device (materialise it first)")
             state[key] = value.detach().to("cpu").contiguous()
         meta = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "mosa": self.config.model_dump(),
             "base": {
                 "class": type(self._base).__name__,
@@ -227,9 +223,7 @@ class MoSATransformer(nn.Module):
         }
         with atomic_dir(directory) as tmp:
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-            (tmp / CONFIG_FILE).write_text(
-                json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
+            write_config(tmp, FORMAT, meta)
         return Path(directory)
 
     @classmethod
@@ -240,17 +234,11 @@ class MoSATransformer(nn.Module):
 
         ``spatial_compression``: the base VAE's spatial factor, checked against the saved one."""
         directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-        if not config_path.is_file() or not weights_path.is_file():
+        meta = read_config(directory, FORMAT)
+        weights_path = directory / WEIGHTS_FILE
+        if not weights_path.is_file():
             raise FileNotFoundError(
-                f"{directory} is not a saved MoSA model: expected {CONFIG_FILE} and {WEIGHTS_FILE} "
-                "(written by MoSATransformer.save_pretrained)"
-            )
-        meta = json.loads(config_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{config_path}: format {meta.get('format')!r} v{meta.get('version')} is not "
-                f"{FORMAT!r} v{FORMAT_VERSION}"
+                f"{weights_path} is missing: {directory} is not written by {FORMAT.writer}"
             )
         saved = meta["base"]
         saved_spatial = int(saved.get("spatial_compression", 8))  # saves before ×4 VAEs: ×8
@@ -274,7 +262,7 @@ class MoSATransformer(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise ValueError(
-                f"{weights_path} does not match the model built from {config_path}: "
+                f"{weights_path} does not match the model built from {directory / 'config.json'}: "
                 f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
         return model

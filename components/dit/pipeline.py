@@ -32,16 +32,16 @@ seed and skeleton, for the skeleton-following comparison in ``follow.py``).
 
 Folder layout (``save_pretrained``, written atomically; no pickles)::
 
-    pipeline.json   {"format", "version", "defaults": {steps, guidance, frames, height, width, fps},
-                     "motion_guidance", "prompt_extractor"}
-    base/           components.base.bundle.BaseBundle.save
+    config.json     {"format": "mosa-pipeline", "version": 2, "defaults": {steps, guidance, frames,
+                     height, width, fps}, "motion_guidance", "prompt_extractor"}
+                    (version 1 kept the same fields in pipeline.json; still read)
+    base/           BaseBundle.save_pretrained
     mosa/           MoSATransformer.save_pretrained
     motion/         StructureModel.save_pretrained
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,12 +52,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from components.annotation.captioning import build_prompt_extractor
-from components.base.bundle import BaseBundle, load_base
+from components.base.bundle import BaseBundle
 from components.base.sample import decode_frames, sample_latents
 from components.base.token_encoder import TokenTextEncoder
 from components.dit.data import to_unit_video
 from components.dit.mosa import MoSATransformer
 from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, FormatError, read_config, write_config
 from components.motion.camera import build_cameras
 from components.motion.config import CameraSpec, parse_camera
 from components.motion.render import project_motion_to_openpose, skeleton_video
@@ -68,9 +69,11 @@ if TYPE_CHECKING:
     from components.base.bundle import BaseBundle
     from components.base.token_encoder import TokenTextEncoder
 
-FORMAT = "mosa-pipeline"
-VERSION = 1
-CONFIG_FILE = "pipeline.json"
+# v1: the same fields in pipeline.json (before the one save/load convention)
+FORMAT = ArtifactFormat(
+    "mosa-pipeline", 2, "MoSAPipeline.save_pretrained", legacy={1: lambda config: config},
+    legacy_file="pipeline.json",
+)  # fmt: skip
 PERSON_SPACING = 1.0  # metres between people placed side by side
 _STAGES = {"base": "pretrain_base", "mosa": "train_dit", "motion": "pretrain_motion"}
 
@@ -111,6 +114,15 @@ def _missing(root: Path, part: str) -> FileNotFoundError:
     )
 
 
+def is_pipeline_folder(path: Path | str) -> bool:
+    """Whether ``path`` holds a config written by ``MoSAPipeline.save_pretrained`` (any readable version)."""
+    try:
+        read_config(path, FORMAT)
+    except (FileNotFoundError, FormatError):
+        return False
+    return True
+
+
 class MoSAPipeline:
     """Text (or text + image, or text + driving skeleton) → human video; see the module docstring."""
 
@@ -144,9 +156,8 @@ class MoSAPipeline:
 
     # ---- persistence --------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
+        """The fields of ``config.json`` (the format header is added on save)."""
         return {
-            "format": FORMAT,
-            "version": VERSION,
             "defaults": self.defaults.model_dump(),
             "motion_guidance": self.motion_guidance,
             "prompt_extractor": self.prompt_extractor_name,
@@ -156,10 +167,10 @@ class MoSAPipeline:
         """Write the pipeline folder (see the module docstring) atomically; replaces an existing one."""
         directory = Path(directory)
         with atomic_dir(directory) as tmp:
-            self.base.save(tmp / "base")
+            self.base.save_pretrained(tmp / "base")
             self.mosa.save_pretrained(tmp / "mosa")
             self.motion.save_pretrained(tmp / "motion")
-            (tmp / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n")
+            write_config(tmp, FORMAT, self.config_dict())
         return directory
 
     @classmethod
@@ -168,26 +179,12 @@ class MoSAPipeline:
         token encoder (it must be the bundle's)."""
 
         root = Path(directory)
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"pipeline folder {root} does not exist; run the train_dit stage (dvc repro train_dit), "
-                "or pass the path of a saved MoSAPipeline"
-            )
-        config_file = root / CONFIG_FILE
-        if not config_file.is_file():
-            raise FileNotFoundError(
-                f"{config_file} is missing: {root} is not a saved MoSAPipeline (written by save_pretrained)"
-            )
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        if config.get("format") != FORMAT or config.get("version") != VERSION:
-            raise ValueError(
-                f"{config_file}: format {config.get('format')!r} version {config.get('version')!r} is not "
-                f"{FORMAT!r} version {VERSION}"
-            )
+        hint = "run the train_dit stage (dvc repro train_dit), or pass the path of a saved MoSAPipeline"
+        config = read_config(root, FORMAT, hint=hint)
         for part in _STAGES:
             if not (root / part).is_dir():
                 raise _missing(root, part)
-        base = load_base(root / "base", text=text)
+        base = BaseBundle.from_pretrained(root / "base", text=text)
         spatial = base.spec.vae_spatial_compression(base.models.vae)
         mosa = MoSATransformer.from_pretrained(root / "mosa", base.models.transformer, spatial).eval()
         motion = StructureModel.from_pretrained(root / "motion")

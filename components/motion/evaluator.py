@@ -23,7 +23,6 @@ data" and are not comparable with published tables.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -37,12 +36,20 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm.auto import tqdm
 
-from components.io.atomic import atomic_path, write_text_atomic
+from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, read_config, write_config
 from components.motion.config import FEATURE_DIM, EvaluatorConfig
 from components.motion.humanml3d import FeatureStats
 
 WEIGHTS_FILE = "evaluator.safetensors"
-CONFIG_FILE = "evaluator_config.json"
+# v1 (before the one save/load convention): the bare EvaluatorConfig in evaluator_config.json
+FORMAT = ArtifactFormat(
+    "mosa-motion-evaluator",
+    2,
+    "MotionTextEvaluator.save_pretrained",
+    legacy_file="evaluator_config.json",
+    unversioned=lambda config: {"config": config},
+)
 BATCH_KEYS = ("features", "lengths", "text_emb")  # optional: "labels"
 
 
@@ -186,26 +193,24 @@ class MotionTextEvaluator(nn.Module):
         return F.cross_entropy(logits, torch.arange(len(sim), device=sim.device))
 
     # --- persistence -------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Write weights (safetensors) and config (JSON) into ``directory``, each atomically."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_FILE) as tmp:
-            save_file(state, str(tmp), metadata={"format": "mosa-motion-text-evaluator/1"})
-        write_text_atomic(directory / CONFIG_FILE, self.config.model_dump_json(indent=2) + "\n")
-        return directory
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """``config.json`` (format, version, the config) and the weights (safetensors), atomically."""
+        with atomic_dir(directory) as tmp:
+            write_config(tmp, FORMAT, {"config": self.config.model_dump(mode="json")})
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT.name})
+        return Path(directory)
 
     @classmethod
-    def load(cls, directory: str | Path) -> MotionTextEvaluator:
-        """Rebuild an evaluator written by ``save`` (in eval mode)."""
+    def from_pretrained(cls, directory: str | Path) -> MotionTextEvaluator:
+        """Rebuild an evaluator written by ``save_pretrained`` (or a v1 folder), in eval mode."""
         directory = Path(directory)
-        missing = [n for n in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / n).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{directory} lacks {missing}; write it with MotionTextEvaluator.save")
-        config = EvaluatorConfig.model_validate(json.loads((directory / CONFIG_FILE).read_text()))
-        model = cls(config)
-        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+        config = read_config(directory, FORMAT, hint="run the pretrain_motion stage")
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise FileNotFoundError(f"{weights} is missing: {directory} is not written by {FORMAT.writer}")
+        model = cls(EvaluatorConfig.model_validate(config["config"]))
+        model.load_state_dict(load_file(str(weights)), strict=True)
         return model.eval()
 
 

@@ -25,7 +25,6 @@ No pickles anywhere. Length policy of ``generate`` (frames at ``fps``):
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 
 from components.io.atomic import atomic_dir
+from components.io.pretrained import ArtifactFormat, read_config, write_config
 from components.motion.config import FEATURE_DIM, GeneratorConfig, VQVAEConfig
 from components.motion.generator import MotionGenerator
 from components.motion.humanml3d import FeatureStats, features_to_joints
@@ -41,8 +41,7 @@ from components.motion.motion import HUMANML3D_FPS
 from components.motion.text_encoder import TextEncoder, build_text_encoder
 from components.motion.vqvae import MotionVQVAE
 
-FORMAT = "mosa-structure-model"
-VERSION = 1
+FORMAT = ArtifactFormat("mosa-structure-model", 1, "StructureModel.save_pretrained")
 FILES = ("config.json", "vqvae.safetensors", "generator.safetensors", "stats.npz")
 DEFAULT_GUIDANCE = 2.0
 
@@ -201,9 +200,8 @@ class StructureModel:
 
     # --- persistence ------------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
+        """The fields of ``config.json`` (the format header is added on save)."""
         return {
-            "format": FORMAT,
-            "version": VERSION,
             "vqvae": self.vqvae.config.model_dump(),
             "generator": self.generator.config.model_dump(),
             "text_encoder": {"name": self.text_encoder_name, "path": self.text_encoder_path},
@@ -221,7 +219,7 @@ class StructureModel:
                 state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
                 save_file(state, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
             self.stats.save(tmp / "stats.npz")
-            (tmp / "config.json").write_text(json.dumps(self.config_dict(), indent=2, sort_keys=True) + "\n")
+            write_config(tmp, FORMAT, self.config_dict())
         return path
 
     @classmethod
@@ -232,21 +230,12 @@ class StructureModel:
         from safetensors.torch import load_file
 
         path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"structure model folder {path} does not exist")
+        cfg = read_config(path, FORMAT, hint="run the pretrain_motion stage (dvc repro pretrain_motion)")
         missing = [f for f in FILES if not (path / f).is_file()]
         if missing:
             raise FileNotFoundError(
                 f"structure model folder {path} lacks {missing}; "
                 "expected the output of StructureModel.save_pretrained"
-            )
-        cfg = json.loads((path / "config.json").read_text())
-        if cfg.get("format") != FORMAT:
-            raise ValueError(f"{path / 'config.json'}: format is {cfg.get('format')!r}, expected {FORMAT!r}")
-        if cfg.get("version") != VERSION:
-            raise ValueError(
-                f"{path / 'config.json'}: version {cfg.get('version')!r} is not supported "
-                f"(expected {VERSION})"
             )
         vqvae = MotionVQVAE(VQVAEConfig(**cfg["vqvae"]))
         generator = MotionGenerator(GeneratorConfig(**cfg["generator"]))

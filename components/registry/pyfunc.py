@@ -21,7 +21,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-from components.dit.pipeline import MoSAPipeline
+from components.dit.pipeline import MoSAPipeline, is_pipeline_folder
 from components.io.video import write_h264
 from components.motion.config import parse_camera
 
@@ -222,9 +222,10 @@ def check_pipeline_dir(pipeline_dir: Path | str) -> Path:
             f"pipeline folder {path} does not exist: train the model first (`dvc repro train_dit`) "
             "or save one with MoSAPipeline.save_pretrained"
         )
-    if not (path / "pipeline.json").is_file():
+    if not is_pipeline_folder(path):
         raise PipelineFolderError(
-            f"{path} has no pipeline.json: it is not a folder written by MoSAPipeline.save_pretrained"
+            f"{path} has no pipeline config (config.json): it is not a folder written by "
+            "MoSAPipeline.save_pretrained"
         )
     pickles = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
@@ -262,7 +263,7 @@ def inside_artifact_folder(root: Path, rel: str, model_uri: str = "") -> Path:
 
 
 def download_pipeline(model_uri: str, dst: Path | str | None = None) -> Path:
-    """The pipeline folder (``pipeline.json`` + safetensors) of a logged model, e.g.
+    """The pipeline folder (``config.json`` + safetensors) of a logged model, e.g.
     ``models:/mosa-dit@champion``, downloaded from the current tracking store.
 
     MLflow stores the folder under ``artifacts/<its original name>``; the ``MLmodel`` file records
@@ -282,9 +283,9 @@ def download_pipeline(model_uri: str, dst: Path | str | None = None) -> Path:
     if rel:
         rel = str(rel)
         inside_artifact_folder(root, rel, model_uri)
-    if not rel or not (root / rel / "pipeline.json").is_file():
+    if not rel or not is_pipeline_folder(root / rel):
         raise FileNotFoundError(
-            f"{model_uri}: the logged model has no {ARTIFACT_KEY!r} artifact with a pipeline.json "
+            f"{model_uri}: the logged model has no {ARTIFACT_KEY!r} artifact holding a saved pipeline "
             f"(artifacts: {sorted(artifacts)}); was it logged by `register`?"
         )
     return root / rel

@@ -60,7 +60,7 @@ def work(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     cached = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"  # shared with the registry tests
-    if not (cached / "pipeline.json").is_file():
+    if not (cached / "config.json").is_file():
         build_tiny_pipeline(cached, seed=0)
     work = tmp_path_factory.mktemp("register-flow")
     shutil.copytree(cached, work / "models" / "dit")

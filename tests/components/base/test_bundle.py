@@ -10,7 +10,7 @@ import torch
 
 from components.backbone.config import TinyConfig
 from components.backbone.spec import get_spec
-from components.base.bundle import BaseBundle, load_base, load_pretrained_base, make_config, read_config
+from components.base.bundle import BaseBundle, bundle_config, load_pretrained_base, make_config
 from components.base.config import DepthNetConfig
 from components.base.depth import DepthNet
 from components.base.token_encoder import TokenTextEncoder
@@ -53,11 +53,11 @@ def test_round_trip_restores_every_module(backbone: str, text: TokenTextEncoder,
         )
     else:
         bundle.models.vae.register_to_config(scaling_factor=0.37)
-    out = bundle.save(tmp_path / "base")
-    assert sorted(os.listdir(out)) == ["base.json", "depth", "scheduler", "transformer", "vae"]
+    out = bundle.save_pretrained(tmp_path / "base")
+    assert sorted(os.listdir(out)) == ["config.json", "depth", "scheduler", "transformer", "vae"]
     assert (out / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
 
-    loaded = load_base(out, text=text)
+    loaded = BaseBundle.from_pretrained(out, text=text)
     assert loaded.spec.name == backbone
     assert _same_state(loaded.models.transformer, bundle.models.transformer)
     assert _same_state(loaded.models.vae, bundle.models.vae)
@@ -68,8 +68,8 @@ def test_round_trip_restores_every_module(backbone: str, text: TokenTextEncoder,
         assert loaded.models.vae.config.get(key) == bundle.models.vae.config.get(key)
     assert not any(p.requires_grad for p in loaded.models.transformer.parameters())
     assert (loaded.frames, loaded.height, loaded.width, loaded.fps) == (9, 32, 48, 16.0)
-    cfg = json.loads((out / "base.json").read_text())
-    assert cfg["format"] == "mosa-base" and cfg["version"] == 1 and cfg["backbone"] == backbone
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["format"] == "mosa-base" and cfg["version"] == 2 and cfg["backbone"] == backbone
     assert cfg["text_encoder"] == {"name": "minilm", "path": None, "max_tokens": 8}
     assert TinyConfig(**cfg["tiny"]).sample_width == 48
 
@@ -83,8 +83,8 @@ def test_round_trip_restores_every_module(backbone: str, text: TokenTextEncoder,
 
 
 def test_load_without_depth_and_with_its_own_text_encoder(text: TokenTextEncoder, tmp_path) -> None:
-    tiny_bundle("cogvideox", text, depth=False).save(tmp_path / "base")
-    loaded = load_base(tmp_path / "base")
+    tiny_bundle("cogvideox", text, depth=False).save_pretrained(tmp_path / "base")
+    loaded = BaseBundle.from_pretrained(tmp_path / "base")
     assert loaded.depth is None
     assert loaded.text.name == "minilm" and loaded.text.max_tokens == 8
     torch.testing.assert_close(loaded.text.encode(["a jump"]), text.encode(["a jump"]))
@@ -92,53 +92,56 @@ def test_load_without_depth_and_with_its_own_text_encoder(text: TokenTextEncoder
 
 def test_save_replaces_a_folder_whole_and_a_failed_save_leaves_it(text: TokenTextEncoder, tmp_path) -> None:
     target = tmp_path / "base"
-    tiny_bundle("cogvideox", text).save(target)
+    tiny_bundle("cogvideox", text).save_pretrained(target)
     (target / "stale.txt").write_text("from an older run")
-    tiny_bundle("cogvideox", text, depth=False).save(target)
+    tiny_bundle("cogvideox", text, depth=False).save_pretrained(target)
     assert not (target / "stale.txt").exists() and not (target / "depth").exists()
-    before = (target / "base.json").read_text()
+    before = (target / "config.json").read_text()
 
     bad = tiny_bundle("cogvideox", text, text_dim=16)  # transformer takes 16-d text, encoder gives 384-d
     with pytest.raises(ValueError, match="384-d token states but the transformer takes 16-d"):
-        bad.save(target)
-    assert (target / "base.json").read_text() == before
+        bad.save_pretrained(target)
+    assert (target / "config.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["base"]  # no temp folder left behind
 
 
 def test_sincos_cogvideox_needs_max_tokens_equal_to_its_text_length(text: TokenTextEncoder, tmp_path) -> None:
     bundle = tiny_bundle("cogvideox", text, rotary=False, max_text_seq_length=16)
     with pytest.raises(ValueError, match="max_text_seq_length=16"):
-        bundle.save(tmp_path / "base")
-    tiny_bundle("cogvideox", text, rotary=False, max_text_seq_length=8).save(tmp_path / "base")
-    assert load_base(tmp_path / "base", text=text).models.transformer.config.max_text_seq_length == 8
+        bundle.save_pretrained(tmp_path / "base")
+    tiny_bundle("cogvideox", text, rotary=False, max_text_seq_length=8).save_pretrained(tmp_path / "base")
+    assert (
+        BaseBundle.from_pretrained(tmp_path / "base", text=text).models.transformer.config.max_text_seq_length
+        == 8
+    )
 
 
 def test_missing_or_foreign_folders_name_the_stage_to_run(text: TokenTextEncoder, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="dvc repro pretrain_base"):
-        load_base(tmp_path / "nothing")
+        BaseBundle.from_pretrained(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"base\.json.*dvc repro pretrain_base"):
-        load_base(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"config\.json.*dvc repro pretrain_base"):
+        BaseBundle.from_pretrained(tmp_path / "empty")
 
-    root = tiny_bundle("cogvideox", text).save(tmp_path / "base")
+    root = tiny_bundle("cogvideox", text).save_pretrained(tmp_path / "base")
     (root / "vae" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"vae/diffusion_pytorch_model\.safetensors.*pretrain_base"):
-        load_base(root, text=text)
+        BaseBundle.from_pretrained(root, text=text)
 
-    cfg = json.loads((root / "base.json").read_text())
-    (root / "base.json").write_text(json.dumps({**cfg, "version": 99}))
+    cfg = json.loads((root / "config.json").read_text())
+    (root / "config.json").write_text(json.dumps({**cfg, "version": 99}))
     with pytest.raises(ValueError, match="version 99"):
-        read_config(root)
-    (root / "base.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "fps"}))
+        bundle_config(root)
+    (root / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "fps"}))
     with pytest.raises(ValueError, match="missing keys"):
-        read_config(root)
+        bundle_config(root)
 
 
 def test_given_text_encoder_must_be_the_bundles(text: TokenTextEncoder, tmp_path) -> None:
-    root = tiny_bundle("cogvideox", text).save(tmp_path / "base")
+    root = tiny_bundle("cogvideox", text).save_pretrained(tmp_path / "base")
     other = TokenTextEncoder(max_tokens=5)
     with pytest.raises(ValueError, match="max_tokens=5"):
-        load_base(root, text=other)
+        BaseBundle.from_pretrained(root, text=other)
 
 
 def test_pretrained_base_needs_a_local_diffusers_folder(tmp_path) -> None:
@@ -146,3 +149,17 @@ def test_pretrained_base_needs_a_local_diffusers_folder(tmp_path) -> None:
         load_pretrained_base("cogvideox", tmp_path / "CogVideoX-5b")
     with pytest.raises(KeyError, match="unknown DiT backbone"):
         load_pretrained_base("sora", tmp_path)
+
+
+def test_a_version_1_folder_still_loads(text: TokenTextEncoder, tmp_path) -> None:
+    """Bundles written before the one save/load convention (base.json, a bare depth config) load as they
+    did: a registered pipeline from then is still served."""
+    root = tiny_bundle("cogvideox", text).save_pretrained(tmp_path / "base")
+    cfg = json.loads((root / "config.json").read_text())
+    (root / "config.json").unlink()
+    (root / "base.json").write_text(json.dumps({**cfg, "version": 1}, indent=2, sort_keys=True) + "\n")
+    depth_cfg = json.loads((root / "depth" / "config.json").read_text())
+    (root / "depth" / "config.json").write_text(json.dumps(depth_cfg["config"], indent=2) + "\n")
+    loaded = BaseBundle.from_pretrained(root, text=text)
+    assert loaded.config["backbone"] == "cogvideox" and "format" not in loaded.config
+    assert loaded.depth is not None and loaded.depth.cfg.model_dump(mode="json") == depth_cfg["config"]

@@ -267,7 +267,7 @@ def test_save_and_load_round_trip(backbone: str, tmp_path) -> None:
 def test_loading_checks_the_folder_and_the_base(tmp_path) -> None:
     models = _base("cogvideox")
     MoSATransformer(models.transformer, MoSAConfig(num_structure_blocks=1)).save_pretrained(tmp_path / "m")
-    with pytest.raises(FileNotFoundError, match="not a saved MoSA model"):
+    with pytest.raises(FileNotFoundError, match=r"mosa-dit folder .* does not exist"):
         MoSATransformer.from_pretrained(tmp_path / "nothing", models.transformer)
     wider = _base("cogvideox", TinyConfig(sample_height=32, sample_width=48, head_dim=24)).transformer
     with pytest.raises(ValueError, match="hidden_size: saved 32, base 48"):

@@ -42,10 +42,12 @@ def _err(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_round_trip_and_seeds(saved, pipe, text, tmp_path) -> None:
     names = {p.name for p in saved.iterdir()}
-    assert names == {"pipeline.json", "base", "mosa", "motion"}
+    assert names == {"config.json", "base", "mosa", "motion"}
     assert not [p for p in saved.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".bin")]
-    config = json.loads((saved / "pipeline.json").read_text())
-    assert config["format"] == "mosa-pipeline" and config["defaults"]["frames"] == 9
+    config = json.loads((saved / "config.json").read_text())
+    assert (
+        config["format"] == "mosa-pipeline" and config["version"] == 2 and config["defaults"]["frames"] == 9
+    )
     out = pipe(PROMPT, seed=3, progress=False)
     assert out.frames.shape == out.skeleton.shape == (9, 32, 48, 3) and out.frames.dtype == np.uint8
     assert out.joints.shape == (9, 22, 3) and out.all_joints.shape == (1, 9, 22, 3)
@@ -55,7 +57,7 @@ def test_round_trip_and_seeds(saved, pipe, text, tmp_path) -> None:
     assert np.array_equal(out.frames, second.frames) and np.array_equal(out.skeleton, second.skeleton)
     other = pipe(PROMPT, seed=4, progress=False)
     assert _err(out.frames, other.frames) > 5.0
-    # the defaults come from pipeline.json; explicit steps change the result
+    # the defaults come from config.json; explicit steps change the result
     assert not np.array_equal(pipe(PROMPT, seed=3, steps=2, progress=False).frames, out.frames)
 
 

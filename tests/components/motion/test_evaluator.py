@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from components.motion.config import FEATURE_DIM, EvaluatorConfig
-from components.motion.evaluator import CONFIG_FILE, MotionTextEvaluator, pad_motions, train_evaluator
+from components.motion.evaluator import MotionTextEvaluator, pad_motions, train_evaluator
 from components.motion.humanml3d import FeatureStats
 from components.motion.t2m_metrics import r_precision
 
@@ -148,8 +148,8 @@ def test_save_load_round_trip(tmp_path):
     torch.manual_seed(6)
     model = MotionTextEvaluator(small_config(hard_negative_beta=1.0)).eval()
     batch = SyntheticPairs(seed=6).sample(4)
-    model.save(tmp_path / "ev")
-    loaded = MotionTextEvaluator.load(tmp_path / "ev")
+    model.save_pretrained(tmp_path / "ev")
+    loaded = MotionTextEvaluator.from_pretrained(tmp_path / "ev")
     assert loaded.config == model.config and not loaded.training
     with torch.no_grad():
         assert torch.equal(
@@ -157,9 +157,15 @@ def test_save_load_round_trip(tmp_path):
             loaded.embed_motion(batch["features"], batch["lengths"]),
         )
         assert torch.equal(model.embed_text(batch["text_emb"]), loaded.embed_text(batch["text_emb"]))
-    assert json.loads((tmp_path / "ev" / CONFIG_FILE).read_text())["hard_negative_beta"] == 1.0
-    with pytest.raises(FileNotFoundError, match="lacks"):
-        MotionTextEvaluator.load(tmp_path / "missing")
+    saved = json.loads((tmp_path / "ev" / "config.json").read_text())
+    assert saved["format"] == "mosa-motion-evaluator" and saved["version"] == 2
+    assert saved["config"]["hard_negative_beta"] == 1.0
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MotionTextEvaluator.from_pretrained(tmp_path / "missing")
+    # a folder from before the one save/load convention (bare config in evaluator_config.json) loads
+    (tmp_path / "ev" / "config.json").unlink()
+    (tmp_path / "ev" / "evaluator_config.json").write_text(json.dumps(saved["config"]))
+    assert MotionTextEvaluator.from_pretrained(tmp_path / "ev").config == model.config
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -265,7 +265,7 @@ def test_champion_served_from_a_fresh_process(store, tmp_path, tmp_path_factory)
     from tests.helpers.tiny_pipeline import build_tiny_pipeline
 
     pipe_dir = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"  # shared with the other tests
-    if not (pipe_dir / "pipeline.json").is_file():
+    if not (pipe_dir / "config.json").is_file():
         build_tiny_pipeline(pipe_dir, seed=0)
     res = register(
         pipe_dir,

@@ -34,7 +34,7 @@ def pipeline_dir(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     cached = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"
-    if not (cached / "pipeline.json").is_file():
+    if not (cached / "config.json").is_file():
         build_tiny_pipeline(cached, seed=0)
     return cached
 
@@ -147,11 +147,11 @@ def test_only_saved_pipelines_without_pickles_can_be_logged(pipeline_dir, tmp_pa
     with pytest.raises(PipelineFolderError, match=r"does not exist: train the model first"):
         check_pipeline_dir(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PipelineFolderError, match=r"has no pipeline\.json"):
+    with pytest.raises(PipelineFolderError, match=r"has no pipeline config"):
         check_pipeline_dir(tmp_path / "empty")
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "pipeline.json").write_text("{}")
+    (bad / "config.json").write_text('{"format": "mosa-pipeline", "version": 2}')
     (bad / "mosa").mkdir()
     torch.save({"w": torch.zeros(1)}, bad / "mosa" / "model.pt")
     with pytest.raises(PipelineFolderError, match=re.escape("pickle-format files ['mosa/model.pt']")):
@@ -166,7 +166,7 @@ def test_download_pipeline_finds_the_folder_the_mlmodel_names(logged, pipeline_d
     mlflow.set_tracking_uri(logged["uri"])
     try:
         folder = download_pipeline(logged["info"].model_uri, tmp_path / "dl")
-        assert (folder / "pipeline.json").read_bytes() == (pipeline_dir / "pipeline.json").read_bytes()
+        assert (folder / "config.json").read_bytes() == (pipeline_dir / "config.json").read_bytes()
     finally:
         mlflow.set_tracking_uri(saved)
 
@@ -198,7 +198,7 @@ def test_download_pipeline_refuses_a_path_that_leaves_the_download_folder(tmp_pa
     dst = tmp_path / "dl"
     outside = dst / "x"  # what "../x" names from the downloaded model folder dl/model
     outside.mkdir(parents=True)
-    (outside / "pipeline.json").write_text("{}")
+    (outside / "config.json").write_text('{"format": "mosa-pipeline", "version": 2}')
     rel = {"dotdot": "../x", "nested-dotdot": "artifacts/../../x", "absolute": str(outside)}[kind]
     model = _local_model(tmp_path / "src" / "model", rel)
     with pytest.raises(ValueError, match=re.escape(repr(rel)) + ".*leaves the downloaded model folder"):
@@ -210,9 +210,9 @@ def test_download_pipeline_accepts_a_path_inside_and_refuses_a_symlink_out(tmp_p
 
     model = _local_model(tmp_path / "src" / "model", "artifacts/pipeline")
     (model / "artifacts" / "pipeline").mkdir(parents=True)
-    (model / "artifacts" / "pipeline" / "pipeline.json").write_text("{}")
+    (model / "artifacts" / "pipeline" / "config.json").write_text('{"format": "mosa-pipeline", "version": 2}')
     got = download_pipeline(str(model), tmp_path / "dl")
-    assert got == tmp_path / "dl" / "model" / "artifacts" / "pipeline" and (got / "pipeline.json").is_file()
+    assert got == tmp_path / "dl" / "model" / "artifacts" / "pipeline" and (got / "config.json").is_file()
     (got.parent / "elsewhere").symlink_to(tmp_path / "src")
     with pytest.raises(UnsafeArtifactPath, match=r"'artifacts/elsewhere' resolves to .* outside"):
         inside_artifact_folder(got.parent.parent, "artifacts/elsewhere")

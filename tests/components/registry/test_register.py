@@ -25,7 +25,7 @@ def pipeline_dir(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     cached = tmp_path_factory.getbasetemp() / "registry-tiny-pipeline"
-    if not (cached / "pipeline.json").is_file():
+    if not (cached / "config.json").is_file():
         build_tiny_pipeline(cached, seed=0)
     return cached
 
@@ -147,7 +147,7 @@ def test_bad_inputs_fail_before_anything_is_logged(project, tmp_path):
     with pytest.raises(PipelineFolderError, match="does not exist: train the model first"):
         register(tmp_path / "missing", {"score": 1.0}, tracking_uri=uri)
     (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "pipeline.json").write_text("{}")
+    (tmp_path / "p" / "config.json").write_text('{"format": "mosa-pipeline", "version": 2}')
     with pytest.raises(RegistryError, match="must be numbers or null"):
         register(tmp_path / "p", {"score": "high"}, tracking_uri=uri)
     client = MlflowClient(uri)
