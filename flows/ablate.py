@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from prefect import flow
 
 from components.config import load_section
 from components.dit.config import TrainDiTParams
+from components.dit.data import seed_cache
+from components.evaluation.ablations import variant_params
 from components.evaluation.config import AblateParams
 from components.io.atomic import atomic_dir, write_text_atomic
 from flows.stage import (
@@ -30,54 +31,6 @@ from flows.stage import (
 
 # Video metrics computed on each variant's generated clips (the held-out clips are the reference).
 VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness", "temporal_jerk")
-
-
-def variant_params(train: TrainDiTParams, ablate: AblateParams, variant: str) -> TrainDiTParams:
-    """``train_dit``'s params with the variant's ``mosa``/``losses`` switches, steps and follow check.
-
-    The variant's example cache is its own folder (inside its checkpoints out): ``train_dit``'s cache
-    is that stage's output and must not change under it (``seed_cache`` links its files in)."""
-    if variant not in ablate.variants:
-        raise KeyError(
-            f"unknown ablation variant {variant!r}; params.yaml ablate.variants has {sorted(ablate.variants)}"
-        )
-    patch = ablate.variants[variant]
-    data = train.model_dump(mode="json")
-    data["mosa"] = {**data["mosa"], **patch.get("mosa", {})}
-    data["losses"] = {**data["losses"], **patch.get("losses", {})}
-    data.update(
-        steps=ablate.steps,
-        warmup_steps=min(train.warmup_steps, ablate.steps),
-        checkpoint_every=0,
-        checkpoints=str(ablate.checkpoints / variant),
-        cache=str(ablate.checkpoints / variant / "cache"),
-        follow=ablate.follow.model_dump(mode="json"),
-    )
-    return TrainDiTParams(**data)
-
-
-def seed_cache(source: Path, target: Path) -> int:
-    """Hard-link (copy across file systems) the cached examples of ``source`` missing from ``target``.
-
-    Cache files are keyed by content, so a variant that changes what it encodes (``structure: 3d``
-    draws other skeletons) simply misses and writes its own files into ``target``; ``source`` is never
-    written. Returns the number of files added."""
-    import shutil
-
-    if not source.is_dir():
-        return 0
-    target.mkdir(parents=True, exist_ok=True)
-    added = 0
-    for f in sorted(source.glob("*.safetensors")):
-        dst = target / f.name
-        if dst.exists():
-            continue
-        try:
-            os.link(f, dst)
-        except OSError:
-            shutil.copy2(f, dst)
-        added += 1
-    return added
 
 
 @flow(name="ablate", log_prints=True)

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -482,3 +484,25 @@ class ExampleSet:
         out: dict[str, Tensor | int] = dict(collate([self.examples[i] for i in idx], variant))
         out["step"] = step
         return out
+
+
+def seed_cache(source: Path, target: Path) -> int:
+    """Hard-link (copy across file systems) the cached examples of ``source`` missing from ``target``.
+
+    Cache files are keyed by content, so a variant that changes what it encodes (``structure: 3d``
+    draws other skeletons) simply misses and writes its own files into ``target``; ``source`` is never
+    written. Returns the number of files added."""
+    if not source.is_dir():
+        return 0
+    target.mkdir(parents=True, exist_ok=True)
+    added = 0
+    for f in sorted(source.glob("*.safetensors")):
+        dst = target / f.name
+        if dst.exists():
+            continue
+        try:
+            os.link(f, dst)
+        except OSError:
+            shutil.copy2(f, dst)
+        added += 1
+    return added

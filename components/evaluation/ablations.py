@@ -15,6 +15,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from components.dit.config import TrainDiTParams
+from components.evaluation.config import AblateParams
+
 FULL = "mosa_full"
 # (group, [(row label, variant)]) in the paper's order.
 LAYOUT: list[tuple[str, list[tuple[str, str]]]] = [
@@ -91,3 +94,27 @@ def ablation_markdown(results: dict[str, dict[str, Any]], steps: int | None = No
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def variant_params(train: TrainDiTParams, ablate: AblateParams, variant: str) -> TrainDiTParams:
+    """``train_dit``'s params with the variant's ``mosa``/``losses`` switches, steps and follow check.
+
+    The variant's example cache is its own folder (inside its checkpoints out): ``train_dit``'s cache
+    is that stage's output and must not change under it (``seed_cache`` links its files in)."""
+    if variant not in ablate.variants:
+        raise KeyError(
+            f"unknown ablation variant {variant!r}; params.yaml ablate.variants has {sorted(ablate.variants)}"
+        )
+    patch = ablate.variants[variant]
+    data = train.model_dump(mode="json")
+    data["mosa"] = {**data["mosa"], **patch.get("mosa", {})}
+    data["losses"] = {**data["losses"], **patch.get("losses", {})}
+    data.update(
+        steps=ablate.steps,
+        warmup_steps=min(train.warmup_steps, ablate.steps),
+        checkpoint_every=0,
+        checkpoints=str(ablate.checkpoints / variant),
+        cache=str(ablate.checkpoints / variant / "cache"),
+        follow=ablate.follow.model_dump(mode="json"),
+    )
+    return TrainDiTParams(**data)

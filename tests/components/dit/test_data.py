@@ -18,6 +18,7 @@ from components.dit.data import (
     check_sample,
     collate,
     mask_video,
+    seed_cache,
     select_person_tracks,
     to_unit_video,
 )
@@ -221,3 +222,20 @@ def test_clear_errors(base) -> None:
         ExampleSet([])
     with pytest.raises(ValueError, match="encode_text must return"):
         build_examples([make_sample()], spec, base.vae, lambda texts: torch.zeros(len(texts), 384))
+
+
+def test_seed_cache_links_missing_files_and_never_writes_the_source(tmp_path):
+    src, dst = tmp_path / "train_dit", tmp_path / "variant" / "cache"
+    src.mkdir()
+    for name in ("a.safetensors", "b.safetensors"):
+        (src / name).write_bytes(name.encode())
+    (src / "notes.txt").write_text("not a cache file")
+    dst.mkdir(parents=True)
+    (dst / "b.safetensors").write_bytes(b"variant's own")
+    assert seed_cache(src, dst) == 1
+    assert (dst / "a.safetensors").read_bytes() == b"a.safetensors"
+    assert (dst / "b.safetensors").read_bytes() == b"variant's own"  # existing files are kept
+    assert not (dst / "notes.txt").exists()
+    (dst / "c.safetensors").write_bytes(b"new")  # a variant's miss lands in its own cache only
+    assert sorted(p.name for p in src.iterdir()) == ["a.safetensors", "b.safetensors", "notes.txt"]
+    assert seed_cache(src, dst) == 0 and seed_cache(tmp_path / "missing", dst) == 0

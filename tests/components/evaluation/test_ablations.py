@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from components.evaluation.ablations import COLUMNS, LAYOUT, ablation_markdown, load_variants
+import pytest
+
+from components.config import validate_section
+from components.dit.config import TrainDiTParams
+from components.evaluation.ablations import COLUMNS, LAYOUT, ablation_markdown, load_variants, variant_params
 
 
 def _write(folder, name, **metrics):
@@ -34,3 +38,22 @@ def test_tables_follow_the_layout_and_mark_missing_variants(tmp_path):
 
 def test_no_folder_means_no_variants(tmp_path):
     assert load_variants(tmp_path / "missing") == {}
+
+
+def _ablate(**variants):
+    return validate_section("ablate", {"steps": 7, "variants": variants})
+
+
+def test_variant_patches_switches_steps_and_paths_only():
+    train = TrainDiTParams(mosa={"hadc": "on"}, losses={"track_mode": "temporal", "mask": 0.5}, steps=400)
+    ablate = _ablate(full={}, no_w={"mosa": {"hadc": "no_w"}}, static={"losses": {"track_mode": "static"}})
+    full, no_w, static = (variant_params(train, ablate, v) for v in ("full", "no_w", "static"))
+    assert full.mosa == train.mosa and full.losses == train.losses
+    assert no_w.mosa.hadc == "no_w" and no_w.losses == train.losses
+    assert static.losses.track_mode == "static" and static.losses.mask == 0.5
+    for p, name in ((full, "full"), (no_w, "no_w")):
+        assert p.steps == 7 and p.warmup_steps == 7 and str(p.checkpoints).endswith(f"ablate/{name}")
+        assert p.follow == ablate.follow and p.lr == train.lr
+        assert p.cache == p.checkpoints / "cache" and p.cache != train.cache
+    with pytest.raises(KeyError, match="unknown ablation variant 'nope'"):
+        variant_params(train, ablate, "nope")
