@@ -385,7 +385,13 @@ def train_mosa(
             f"{mosa_cfg.skeleton_encoder!r}: rebuild them with build_examples(structure="
             f"{mosa_cfg.skeleton_encoder!r})"
         )
-    model = MoSATransformer(base_models.transformer, mosa_cfg, spec.vae_spatial_compression(base_models.vae))
+    # the MoSA modules' initial weights follow from train_cfg.seed alone, not from whatever drew from the
+    # global RNG before (model loading, a cache hit or miss): a rerun starts from the same weights
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        model = MoSATransformer(
+            base_models.transformer, mosa_cfg, spec.vae_spatial_compression(base_models.vae)
+        )
     if not mosa_cfg.branch_active:
         log.warning("structure=%s: nothing to train, the model is the base", mosa_cfg.structure)
         return model, TrainResult(0, [], None, 0.0, engine_cfg.zero_stage, 1)

@@ -337,3 +337,24 @@ def test_decode_for_aux_is_the_vae_decode_with_its_gradient(setup, monkeypatch) 
         outs.append((frames.detach(), grad))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(outs[1][1], outs[0][1], rtol=1e-4, atol=1e-5)
+
+
+def test_initial_weights_follow_the_seed_not_the_global_rng(setup) -> None:
+    """Whatever drew from the global RNG before (loading models, cache misses) leaves the MoSA modules'
+    start, and so the whole run, unchanged; another seed starts elsewhere."""
+    spec, base, examples = setup
+    engine = EngineConfig(lr=1e-3, total_steps=1, micro_batch=1, zero_stage=0)
+    cfg = DiTTrainConfig(weights=_only("mask"))
+    runs = []
+    for draws, seed in ((0, 0), (1000, 0), (0, 1)):
+        torch.manual_seed(123)
+        torch.randn(draws)
+        records: list[dict] = []
+        model, _ = train_mosa(
+            examples, base, spec, MoSAConfig(backbone=spec.name), cfg.model_copy(update={"seed": seed}),
+            engine, log_fn=lambda step, rec, out=records: out.append(rec), progress=False,
+        )  # fmt: skip
+        runs.append((model.state_dict(), records[0]["mask"]))
+    (a, mask_a), (b, mask_b), (c, _) = runs
+    assert all(torch.equal(a[k], b[k]) for k in a) and mask_a == mask_b
+    assert not all(torch.equal(a[k], c[k]) for k in a)
