@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,14 +19,7 @@ from components.training.distributed import seed_everything
 from components.training.ds_config import build_ds_config, load_ds_template
 from components.training.engine import Trainer
 from components.training.schedule import lr_factor
-
-TEMPLATES = Path(__file__).resolve().parents[3] / "infra" / "deepspeed"
-TEMPLATE_CASES = [
-    ("zero2.json", 2, False),
-    ("zero3.json", 3, False),
-    ("zero2_offload.json", 2, True),
-    ("zero3_offload.json", 3, True),
-]
+from tests.components.training.test_ds_config import TEMPLATE_CASES, TEMPLATES
 
 torch.set_num_threads(1)
 
