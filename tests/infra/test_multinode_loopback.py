@@ -147,9 +147,8 @@ def inputs(tmp_path_factory) -> Path:
         sample_frames=FRAMES, sample_height=HEIGHT, sample_width=WIDTH, text_dim=text.dim, seed=0
     )
     config = make_config(spec, tiny, text, FRAMES, HEIGHT, WIDTH, FPS)
-    BaseBundle(spec=spec, models=spec.build_tiny(tiny), text=text, depth=None, config=config).save(
-        root / "base"
-    )
+    bundle = BaseBundle(spec=spec, models=spec.build_tiny(tiny), text=text, depth=None, config=config)
+    bundle.save_pretrained(root / "base")
     tiny_structure_model(0).save_pretrained(root / "motion")
     tiny_annotated_clips(root, FRAMES, HEIGHT, WIDTH, FPS)
     return root
