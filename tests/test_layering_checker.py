@@ -47,7 +47,7 @@ def test_a_clean_tree_has_no_problem(tmp_path):
         tmp_path,
         {
             "components/io/video.py": "X = 1\n",
-            "components/dit/mosa.py": "from components.io.video import X\nfrom components.dit import config\n",
+            "components/dit/mosa.py": "from components.io.video import X\nimport components.dit.config\n",
             "components/dit/config.py": "from pydantic import BaseModel\nfrom components.params import S\n",
             "components/params.py": "from pydantic import BaseModel\n",
             "flows/train.py": "from components.dit.mosa import X\n",
