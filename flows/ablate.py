@@ -14,7 +14,7 @@ from typing import Any
 
 from prefect import flow
 
-from components.config import load_section
+from components.config import ConfigError, load_section
 from components.dit.config import TrainDiTParams
 from components.dit.data import seed_cache
 from components.evaluation.ablations import variant_params
@@ -36,6 +36,7 @@ VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness",
 @flow(name="ablate", log_prints=True)
 def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     """Train and measure one ablation variant; writes ``reports/ablate/<variant>/``."""
+    # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.annotation.overlay import save_png
     from components.dit.experiment import LOSS_KEYS, train_and_follow
     from components.evaluation.metric_registry import VideoSample
@@ -97,8 +98,6 @@ def ablate(variant: str, params_path: str = "params.yaml") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.ablate --variant NAME [--params FILE]``; a params error exits 2 with its message."""
-    from components.config import ConfigError
-
     parser = argparse.ArgumentParser(prog="python -m flows.ablate", description="Run one ablation variant.")
     parser.add_argument("--variant", required=True, help="a key of params.yaml ablate.variants")
     parser.add_argument("--params", default="params.yaml")

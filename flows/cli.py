@@ -33,6 +33,7 @@ def _sources_from_inputs(inputs: list[str]) -> list[dict]:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from flows.ingest import ingest
 
     overrides: dict = {}
@@ -53,6 +54,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _motion_preview(args: argparse.Namespace) -> int:
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.io.video import write_h264
     from components.motion.config import parse_camera
     from components.motion.preview import load_motion_source, render_preview
@@ -69,6 +71,7 @@ def _motion_preview(args: argparse.Namespace) -> int:
 
 def _motion(args: argparse.Namespace) -> int:
     """Text → 3D joints with the trained structure transformer, then the skeleton video."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     import numpy as np
 
     from components.io.video import write_h264
@@ -106,9 +109,11 @@ def resolve_pipeline(model: str) -> Path:
     """A local pipeline folder for ``--model``: a path, or a registry URI ``models:/NAME@ALIAS``
     (its ``pipeline`` artifact is downloaded from the tracking server / sqlite store)."""
     if model.startswith("models:/"):
+        # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
         from flows.stage import tracking_uri, use_tracking_uri
 
         use_tracking_uri()
+        # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
         from components.registry.pyfunc import download_pipeline
 
         try:
@@ -118,6 +123,7 @@ def resolve_pipeline(model: str) -> Path:
                 f"cannot load {model} from {tracking_uri()}: {exc}; run `dvc repro register` or pass "
                 "--model models/dit"
             ) from exc
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.dit.pipeline import is_pipeline_folder
 
     path = Path(model)
@@ -131,6 +137,7 @@ def resolve_pipeline(model: str) -> Path:
 
 def _generate(args: argparse.Namespace) -> int:
     """Text (and optionally a first-frame image) to a human video with the trained pipeline."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     import numpy as np
 
     from components.dit.pipeline import MoSAPipeline, is_pipeline_folder
@@ -175,6 +182,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: the gate of params.yaml ``register`` still decides
     unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.config import load_section
     from components.registry.promote import promote
     from flows.stage import use_tracking_uri
@@ -197,6 +205,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     """Point ``champion`` back at the previous champion; the rollback is appended to the promotion log."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.config import load_section
     from components.registry.promote import RegistryError, rollback
     from flows.stage import tracking_uri
@@ -216,6 +225,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _plan_memory(args: argparse.Namespace) -> int:
     """Per-GPU memory plan of a GPU profile, built on the meta device (no weights needed)."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.dit.memory_plan import format_plan, load_profile, plan_memory
 
     profile = load_profile(args.profile)
@@ -226,6 +236,7 @@ def _plan_memory(args: argparse.Namespace) -> int:
 
 def _profile(args: argparse.Namespace) -> int:
     """The `dvc exp run` command that switches the pipeline to a GPU profile."""
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     import shlex
 
     from components.dit.memory_plan import load_profile
@@ -325,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_profile)
 
     args = parser.parse_args(argv)
+    # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
     from components.data.expectations import ManifestValidationError
 
     try:

@@ -24,6 +24,7 @@ from flows.stage import metrics_table, stage_main, stage_run
 @flow(name="evaluate", log_prints=True)
 def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Generate, measure and report (see the module docstring)."""
+    # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.evaluation.descriptions import describe
     from components.evaluation.experiment import run_evaluation
     from components.evaluation.report import write_report
@@ -67,6 +68,7 @@ def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flows.evaluate``: exit 1 naming the metric when one that is not optional raises."""
+    # lazy: the metric registry imports numpy and the annotation room; only a failing run needs it
     from components.evaluation.metric_registry import MetricError
 
     try:

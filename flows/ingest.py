@@ -43,6 +43,7 @@ def process_task(planned: ing.PlannedItem, params: IngestParams, out_dir: Path) 
 @task(name="motion-set", cache_policy=NO_CACHE)
 def motion_set_task(sources: list, out_dir: Path, seed: int) -> dict:
     """HumanML3D features, captions and normalisation stats of the synthetic source motions."""
+    # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.data.synthetic_source import write_motion_set
 
     return write_motion_set(sources, out_dir, seed)

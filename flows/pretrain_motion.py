@@ -54,6 +54,7 @@ def _markdown(metrics: dict[str, Any]) -> str:
 @flow(name="pretrain_motion", log_prints=True)
 def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Train the VQ-VAE and the generator, train the evaluator, evaluate, save ``models/motion``."""
+    # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.motion.pretrain import train_and_evaluate
 
     params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
@@ -68,6 +69,7 @@ def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] 
                     write_text_atomic(plots / f"{ph.name}_loss.csv", curve_csv(ph.history))
                 summary = _markdown(metrics)
                 write_text_atomic(reports / "summary.md", summary)
+                # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
                 from components.annotation.overlay import save_png
                 from components.motion.pretrain import prompt_grid
 

@@ -21,6 +21,7 @@ from flows.stage import stage_main, stage_run, tracking_uri
 @flow(name="register", log_prints=True)
 def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Register the pipeline, decide the promotion, write ``metrics/register.json``."""
+    # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.registry.promote import copy_to_prod, promote
     from components.registry.register import register as register_model
 

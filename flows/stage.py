@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from components.config import ConfigError
 from components.io.atomic import write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -382,8 +383,6 @@ def stage_main(stage_flow, argv: list[str] | None = None) -> int:
     """``python -m flows.<stage> [--params FILE]``: run the flow; a params error exits 2 with its message."""
     import argparse
     import sys
-
-    from components.config import ConfigError
 
     name = stage_flow.name
     parser = argparse.ArgumentParser(prog=f"python -m flows.{name}", description=f"Run the {name} stage.")

@@ -5,7 +5,8 @@ Rooms are ordered bottom to top (``LAYERS``); a room imports only rooms below it
 (``components/<room>/config.py``) import only pydantic, the standard library and lower config leaves,
 no room imports ``components.config`` (the params loader sits above every room; rooms take their own
 config classes), no flow but ``flows/stage.py`` imports ``mlflow``, and no module takes part in an
-import circle. A function-level import of a repo module says why in a ``# lazy:`` comment."""
+import circle. A function-level import of a repo module (in a room or a flow) says why in a ``# lazy:``
+comment on it or heading its group of imports."""
 
 from __future__ import annotations
 
@@ -82,11 +83,26 @@ def imports_of(path: Path, root: Path = REPO) -> Iterator[Import]:
                     targets.append(sub)
         else:
             continue
-        above = lines[node.lineno - 2] if node.lineno >= 2 else ""
-        commented = "# lazy:" in lines[node.lineno - 1] or above.strip().startswith("# lazy:")
+        commented = _lazy_reason_above(lines, node.lineno - 1)
         lazy = id(node) not in top and id(node) not in guarded
         for t in targets:
             yield Import(source, t, node.lineno, lazy, commented)
+
+
+def _lazy_reason_above(lines: list[str], index: int) -> bool:
+    """A ``# lazy:`` comment on the import's line or heading the run of imports, comments and blank
+    lines it sits in (one reason covers a group of imports)."""
+    if "# lazy:" in lines[index]:
+        return True
+    k = index - 1
+    while k >= 0:
+        text = lines[k].strip()
+        if text.startswith("# lazy:"):
+            return True
+        if not (text == "" or text.startswith(("#", "from ", "import ", ")")) or text.endswith(",")):
+            return False
+        k -= 1
+    return False
 
 
 def repo_files(root: Path = REPO) -> list[Path]:
@@ -130,8 +146,10 @@ def violations(root: Path = REPO) -> dict[str, list[str]]:
                 graph.setdefault(imp.source, set()).add(imp.target)
             if src == "flows":
                 if top_pkg == "mlflow" and where != "flows/stage.py":
-                    found["mlflow"].append(
-                        f"{where}:{imp.line} imports {imp.target} (log through flows.stage.StageRun)"
+                    found["mlflow"].append(f"{where}:{imp.line} imports {imp.target} (log through StageRun)")
+                if dst is not None and imp.lazy and not imp.commented:
+                    found["lazy"].append(
+                        f"{where}:{imp.line} imports {imp.target} in a function, no '# lazy:' reason"
                     )
                 continue
             if src is None:
