@@ -36,15 +36,16 @@ VIDEO_METRICS = ("fd_effnet_frames", "subject_consistency", "motion_smoothness",
 @flow(name="ablate", log_prints=True)
 def ablate(variant: str, params_path: str = "params.yaml") -> dict:
     """Train and measure one ablation variant; writes ``reports/ablate/<variant>/``."""
+    t0 = time.perf_counter()
+    ablate_params: AblateParams = load_section("ablate", params_path)
+    train_params: TrainDiTParams = load_section("train_dit", params_path)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.annotation.overlay import save_png
     from components.dit.experiment import LOSS_KEYS, train_and_follow
     from components.evaluation.metric_registry import VideoSample
     from components.evaluation.run import evaluate_samples
 
-    t0 = time.perf_counter()
-    ablate_params: AblateParams = load_section("ablate", params_path)
-    train_params: TrainDiTParams = load_section("train_dit", params_path)
     params = variant_params(train_params, ablate_params, variant)
     stage = f"ablate@{variant}"
     with stage_run(f"ablate-{variant.replace('_', '-')}", params, extra_tags={"variant": variant}) as run:

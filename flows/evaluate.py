@@ -24,12 +24,13 @@ from flows.stage import metrics_table, stage_main, stage_run
 @flow(name="evaluate", log_prints=True)
 def evaluate(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Generate, measure and report (see the module docstring)."""
+    params: EvaluateParams = load_section("evaluate", params_path, overrides)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.evaluation.descriptions import describe
     from components.evaluation.experiment import run_evaluation
     from components.evaluation.report import write_report
 
-    params: EvaluateParams = load_section("evaluate", params_path, overrides)
     t0 = time.perf_counter()
     with stage_run("evaluate", params) as run:
         made = run_evaluation(params)

@@ -30,13 +30,14 @@ def _skip(params: PretrainBaseParams) -> dict[str, Any]:
 @flow(name="pretrain_base", log_prints=True)
 def pretrain_base(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Train the tiny base models and save ``models/base`` (see components/base)."""
+    params: PretrainBaseParams = load_section("pretrain_base", params_path, overrides)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     import numpy as np
 
     from components.annotation.overlay import save_png
     from components.base.recipe import train_base
 
-    params: PretrainBaseParams = load_section("pretrain_base", params_path, overrides)
     if not params.enabled:
         with stage_run("pretrain_base", params) as run:
             metrics = _skip(params)

@@ -54,10 +54,11 @@ def _markdown(metrics: dict[str, Any]) -> str:
 @flow(name="pretrain_motion", log_prints=True)
 def pretrain_motion(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Train the VQ-VAE and the generator, train the evaluator, evaluate, save ``models/motion``."""
+    params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.motion.pretrain import train_and_evaluate
 
-    params: PretrainMotionParams = load_section("pretrain_motion", params_path, overrides)
     # keyed by everything the stage declares in dvc.yaml (code, the motion set, params): a rerun after a
     # crash resumes its own checkpoints, a changed run never resumes another's
     ckpt = stage_checkpoints("pretrain_motion", params)

@@ -21,11 +21,12 @@ from flows.stage import stage_main, stage_run, tracking_uri
 @flow(name="register", log_prints=True)
 def register(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Register the pipeline, decide the promotion, write ``metrics/register.json``."""
+    params: RegisterParams = load_section("register", params_path, overrides)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.registry.promote import copy_to_prod, promote
     from components.registry.register import register as register_model
 
-    params: RegisterParams = load_section("register", params_path, overrides)
     if not params.evaluation.is_file():
         raise FileNotFoundError(f"{params.evaluation} not found: run `dvc repro evaluate` first")
     evaluation = json.loads(params.evaluation.read_text())

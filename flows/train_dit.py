@@ -28,12 +28,13 @@ from flows.stage import (
 @flow(name="train_dit", log_prints=True)
 def train_dit(params_path: str = "params.yaml", overrides: dict[str, Any] | None = None) -> dict:
     """Train the MoSA modules, save the generation pipeline to ``models/dit``, measure skeleton following."""
+    params: TrainDiTParams = load_section("train_dit", params_path, overrides)
+
     # lazy: torch and the models load after the params validate (a bad params.yaml fails fast)
     from components.annotation.overlay import save_png
     from components.dit.experiment import LOSS_KEYS, train_and_follow
     from components.dit.mosa import count_parameters
 
-    params: TrainDiTParams = load_section("train_dit", params_path, overrides)
     t0 = time.perf_counter()
     # keyed by everything the stage declares in dvc.yaml: another run's checkpoints are never resumed
     ckpt = stage_checkpoints("train_dit", params)
