@@ -292,3 +292,64 @@ def test_child_process_does_not_join_the_parents_one_rank_world():
     assert child.returncode == 0, child.stderr[-3000:]
     world, port = child.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert world == "(0, 1)" and port != os.environ["MASTER_PORT"]
+
+
+def test_param_groups_are_bounded_and_hold_every_parameter_once():
+    from components.training.engine import param_groups
+
+    model = nn.Sequential(nn.Linear(10, 10), nn.Linear(10, 30), nn.LayerNorm(30), nn.Linear(30, 2))
+    model[3].weight.requires_grad_(False)
+    two = param_groups(model, weight_decay=0.1)
+    assert [g["weight_decay"] for g in two] == [0.1, 0.0]
+    assert all(p.ndim >= 2 for p in two[0]["params"]) and all(p.ndim < 2 for p in two[1]["params"])
+
+    small = param_groups(model, weight_decay=0.1, group_elements=150)
+    seen = [id(p) for g in small for p in g["params"]]
+    trainable = [id(p) for p in model.parameters() if p.requires_grad]
+    assert sorted(seen) == sorted(trainable) and len(seen) == len(set(seen))  # each once, frozen left out
+    for g in small:  # at most 150 elements, unless one tensor alone is larger (the 10x30 weight: 300)
+        size = sum(p.numel() for p in g["params"])
+        assert size <= 150 or len(g["params"]) == 1
+    assert len(small) > len(two)
+    assert {g["weight_decay"] for g in small if all(p.ndim >= 2 for p in g["params"])} == {0.1}
+
+
+def test_group_size_cpu_adam_and_buckets_train_to_the_same_weights():
+    """Smaller parameter groups, DeepSpeed's C++ AdamW and other ZeRO buckets change memory, not the
+    update: every variant ends where torch AdamW with two groups does (ZeRO-2, weight decay and
+    clipping on, so the per-group step sees the global norm)."""
+    x, y = _data()
+    base = dict(total_steps=6, zero_stage=2, weight_decay=0.05, grad_clip=0.5)
+    variants = {
+        "adamw": {},
+        "adamw, groups of 20": {"group_elements": 20},
+        "cpu_adam": {"optimizer": "cpu_adam"},
+        "cpu_adam, groups of 20, buckets of 64": {
+            "optimizer": "cpu_adam",
+            "group_elements": 20,
+            "bucket_elements": 64,
+        },
+    }
+    states = {}
+    for name, kw in variants.items():
+        trainer = Trainer(_mlp(), _cfg(**base, **kw), _mse)
+        trainer.fit(_slices(x, y, 16), progress=False)
+        states[name] = trainer.full_state_dict()
+        inner = trainer.engine.optimizer.optimizer
+        assert type(inner).__name__ == ("DeepSpeedCPUAdam" if "cpu_adam" in name else "AdamW"), name
+    moved = max((states["adamw"][k] - _mlp().state_dict()[k]).abs().max().item() for k in states["adamw"])
+    assert moved > 1e-2  # it trained
+    for name, state in states.items():
+        for key, ref in states["adamw"].items():
+            torch.testing.assert_close(state[key], ref, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+
+
+def test_bucket_elements_reach_the_zero_config():
+    for stage, keys in (
+        (2, ("reduce_bucket_size", "allgather_bucket_size")),
+        (3, ("reduce_bucket_size", "stage3_prefetch_bucket_size")),
+    ):
+        zero = build_ds_config(_cfg(zero_stage=stage, bucket_elements=1234))["zero_optimization"]
+        assert all(zero[k] == 1234 for k in keys)
+        default = build_ds_config(_cfg(zero_stage=stage))["zero_optimization"]
+        assert all(default[k] == 50_000_000 for k in keys)
