@@ -7,13 +7,11 @@ What it does and why:
   127.0.0.1 and a free port, so the same code path (and the same ZeRO partitioning code) runs on a
   laptop. DeepSpeed picks its CPU accelerator with the ``gloo`` backend when there is no GPU.
 - **Optimizer.** Always AdamW handed to DeepSpeed as a client optimizer: ``torch.optim.AdamW``,
-  except with ``optimizer: cpu_adam`` or ``offload`` on a GPU, where DeepSpeed's ``DeepSpeedCPUAdam``
-  (C++, built at install) updates in place, without torch's per-step temporaries of the parameters'
-  size. DeepSpeed's ``FusedAdam`` needs CUDA and is not used. On the CPU accelerator ``offload``
-  alone keeps ``torch.optim.AdamW`` (``zero_force_ds_cpu_optimizer: false``): offloading from CPU
-  to CPU changes nothing numerically. Weight decay applies to matrices only (``ndim >= 2``), not to
-  biases and norm scales; ``group_elements`` cuts the groups smaller (``param_groups``), which bounds
-  ZeRO-1/2's per-group fp32 gradient copy at the step.
+  except with ``offload`` on a GPU, where DeepSpeed's ``DeepSpeedCPUAdam`` (JIT-compiled C++ on
+  first use) does the CPU-side update. DeepSpeed's ``FusedAdam`` needs CUDA and is not used. On the
+  CPU accelerator ``offload`` keeps ``torch.optim.AdamW`` (``zero_force_ds_cpu_optimizer: false``):
+  offloading from CPU to CPU changes nothing numerically and avoids the C++ build. Weight decay
+  applies to matrices only (``ndim >= 2``), not to biases and norm scales.
 - **Frozen parts.** Only ``requires_grad`` parameters reach the optimizer. Frozen models used
   around the trainable one (text encoder, VAE, tracker) should live *outside* the engine: keep
   them in the loss function's closure; ``loss_fn(engine, batch)`` receives the DeepSpeed engine
@@ -139,35 +137,19 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
     )
 
 
-def param_groups(model: nn.Module, weight_decay: float, group_elements: int = 0) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups: matrices decay, biases and norm scales do not; with
-    ``group_elements > 0`` each of the two is cut, in parameter order, into groups of at most that many
-    elements (a tensor larger than that gets a group of its own). ZeRO-1/2 casts one group's gradient
-    partition to fp32 at a time at the optimizer step, so smaller groups bound that transient."""
-    out: list[dict[str, Any]] = []
-    for wd, keep in ((weight_decay, lambda p: p.ndim >= 2), (0.0, lambda p: p.ndim < 2)):
-        params = [p for p in model.parameters() if p.requires_grad and keep(p)]
-        if not params:
-            continue
-        if group_elements <= 0:
-            out.append({"params": params, "weight_decay": wd})
-            continue
-        chunk: list[nn.Parameter] = []
-        size = 0
-        for p in params:
-            if chunk and size + p.numel() > group_elements:
-                out.append({"params": chunk, "weight_decay": wd})
-                chunk, size = [], 0
-            chunk.append(p)
-            size += p.numel()
-        out.append({"params": chunk, "weight_decay": wd})
-    return out
-
-
 def _build_optimizer(model: nn.Module, cfg: EngineConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.group_elements)
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        g
+        for g in (
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        )
+        if g["params"]
+    ]
     kwargs = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "weight_decay": cfg.weight_decay}
-    if cfg.optimizer == "cpu_adam" or (cfg.offload and not _on_cpu_accelerator()):
+    if cfg.offload and not _on_cpu_accelerator():
         from deepspeed.ops.adam import DeepSpeedCPUAdam
 
         return DeepSpeedCPUAdam(groups, adamw_mode=True, **kwargs)
