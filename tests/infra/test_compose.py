@@ -92,9 +92,9 @@ def test_mlflow_uses_postgres_and_minio_artifacts(spec):
     assert backend.startswith(
         "--backend-store-uri=postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/"
     )
-    assert "--artifacts-destination=s3://mlflow/" in cmd and "--serve-artifacts" in cmd
+    assert "--artifacts-destination=s3://mosa-mlflow/artifacts" in cmd and "--serve-artifacts" in cmd
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert "mc mb --ignore-existing mosa/mlflow mosa/dvc" in _words(spec["services"]["minio-init"]["command"])
+    assert "mc mb --ignore-existing mosa/mosa-mlflow mosa/mosa-dvc" in _words(spec["services"]["minio-init"]["command"])
 
 
 def test_prefect_uses_its_own_postgres_database(spec):
