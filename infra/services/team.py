@@ -666,6 +666,9 @@ def start_mlflow(cfg: Config, sec: Secrets) -> subprocess.Popen:
         MLFLOW_S3_ENDPOINT_URL=cfg.url("s3"),
     )
     env.pop("MLFLOW_TRACKING_URI", None)
+    # MLflow 3's job runner (a process and seven huey consumers, for GenAI scorers and trace rollups)
+    # is of no use to this pipeline and slows start and stop on a small machine; set it to true to keep it
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     return spawn(cfg, "mlflow", cmd, env, cfg.state)
 
 
