@@ -8,7 +8,8 @@ version now carries ``champion`` and its lineage tags (git commit, dvc.lock hash
 
 Needs Debian's Chromium at /usr/bin/chromium (``infra/browser/install_chromium.sh``) and the
 ``playwright`` Python package, which drives that browser (no Playwright browser download), and
-PostgreSQL for the stack. Screenshots go to ``reports/browser/`` (or ``$MOSA_BROWSER_REPORTS``).
+PostgreSQL for the stack (``infra/services/install_postgres.sh``; both are part of ``make install``).
+Screenshots go to ``reports/browser/`` (or ``$MOSA_BROWSER_REPORTS``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.team_run import BIN, MODEL, client_env, have_postgres, wait_final, worker_log
+from tests.helpers.team_run import BIN, MODEL, client_env, wait_final, worker_log
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -40,6 +41,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 UI_RUN_NAME = "promote-from-the-ui"
+WORKER_LINE = "Worker 'mosa-team-worker' submitting flow run"
 WAIT_MS = 60_000
 
 pytestmark = [
@@ -48,10 +50,7 @@ pytestmark = [
         not CHROMIUM.exists(),
         reason=f"{CHROMIUM} not found: install it with `bash infra/browser/install_chromium.sh`",
     ),
-    pytest.mark.skipif(
-        not have_postgres(), reason="PostgreSQL server not installed: bash infra/services/install_postgres.sh"
-    ),
-    pytest.mark.timeout(3600),
+    pytest.mark.timeout(3600),  # the first test waits for the nightly run (team_nightly)
 ]
 
 
@@ -114,6 +113,9 @@ def test_prefect_ui_shows_the_nightly_run_its_stage_tasks_and_summaries(team_nig
         page.goto(f"{_ui(info)}/runs/flow-run/{run['id']}", wait_until="domcontentloaded")
         page.get_by_text(run["name"]).first.wait_for(timeout=WAIT_MS)
         page.get_by_text("Completed", exact=True).first.wait_for(timeout=WAIT_MS)
+        for text in ("pipeline", "nightly", "mosa-process"):  # flow, deployment, work pool
+            page.get_by_text(text, exact=True).first.wait_for(timeout=WAIT_MS)
+        page.get_by_text(WORKER_LINE).first.wait_for(timeout=WAIT_MS)  # the Logs tab, first lines
         head = page.inner_text("body")
         _tab(page, "Task Runs")
         page.get_by_text(f"repro-{stages[-1]}").first.wait_for(timeout=WAIT_MS)
@@ -138,6 +140,7 @@ def test_prefect_ui_shows_the_nightly_run_its_stage_tasks_and_summaries(team_nig
     finally:
         page.close()
     assert "pipeline" in head and "nightly" in head  # the flow and the deployment it ran from
+    assert f"{WORKER_LINE} '{run['id']}'" in head  # executed by the stack's worker
     for stage in stages:
         assert f"repro-{stage}" in tasks_text, stage
     for stage in expanded:  # ablate@track_static's summary: ablate-track-static-summary
