@@ -9,6 +9,7 @@ dvc.lock intact: the second one is refused with a message naming the lock, or wa
 
 from __future__ import annotations
 
+import datetime as dt
 import filecmp
 import json
 import re
@@ -21,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers.team_run import BIN, MODEL, client_env, have_postgres, print_times, sh
+from tests.helpers.team_run import BIN, FINAL, MODEL, client_env, have_postgres, print_times, sh, worker_log
 
 pytestmark = [
     pytest.mark.skipif(
@@ -292,3 +293,42 @@ def test_two_pipelines_or_two_dvc_repro_at_once_leave_dvc_lock_intact(team_night
     assert text.encode() == lock_before  # nothing changed, nothing half-written
     assert holder.read_text() == ""  # released
     _dvc_clean(repo, env)
+
+
+def test_two_nightly_runs_at_once_never_overlap(team_nightly):
+    """Two ``pipeline/nightly`` flow runs created together (two triggers, or a trigger during the cron
+    run): the deployment's concurrency limit holds the second until the first is done, or the flow's
+    own lock refuses it with a message naming the lock; either way dvc.lock is untouched."""
+    info = team_nightly
+    repo, lock_before = info["repo"], (info["repo"] / "dvc.lock").read_bytes()
+    dep = info["deployment"]
+    t0 = time.monotonic()
+    seen: dict[str, set[str]] = {}
+    with httpx.Client(base_url=info["client"]["PREFECT_API_URL"], timeout=30) as api:
+        ids = []
+        for _ in range(2):
+            made = api.post(f"/deployments/{dep['id']}/create_flow_run", json={"parameters": {"retries": 0}})
+            assert made.status_code == 201, made.text
+            ids.append(made.json()["id"])
+        runs: dict[str, dict] = {}
+        while True:
+            runs = {i: api.get(f"/flow_runs/{i}").json() for i in ids}
+            for i, run in runs.items():
+                seen.setdefault(i, set()).add(run["state_name"])
+            if all(r["state_type"] in FINAL for r in runs.values()):
+                break
+            assert time.monotonic() - t0 < 900, f"still running: {runs}\n{worker_log(info['state'])}"
+            time.sleep(0.5)
+    took = time.monotonic() - t0
+    states = sorted(r["state_type"] for r in runs.values())
+    print(f"two nightly runs at once: {took:.0f}s, states seen: {seen}")
+    if states == ["COMPLETED", "COMPLETED"]:  # one after the other
+        first, second = sorted(runs.values(), key=lambda r: r["start_time"])
+        end, start = (dt.datetime.fromisoformat(t) for t in (first["end_time"], second["start_time"]))
+        assert end <= start, (first, second)  # the second started only after the first ended
+    else:
+        assert states == ["COMPLETED", "FAILED"], runs
+        (failed,) = [r for r in runs.values() if r["state_type"] == "FAILED"]
+        assert PIPELINE_LOCK in failed["state"]["message"], failed["state"]
+    assert (repo / "dvc.lock").read_bytes() == lock_before
+    _dvc_clean(repo, client_env(info))
