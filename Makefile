@@ -25,7 +25,8 @@ MLFLOW_PORT  ?= 5000
 PREFECT_PORT ?= 4200
 SERVICES     := .services
 
-.PHONY: help install run test test-all lint bench gpu-check readme services services-stop clean
+.PHONY: help install run test test-all lint bench gpu-check readme services services-stop \
+        services-team services-team-stop services-team-status clean
 
 help:
 	@echo "make run        install, then dvc repro (the whole pipeline on the embedded default)"
@@ -35,19 +36,24 @@ help:
 	@echo "make gpu-check  on one CUDA GPU: the GPU profiles trained 3 steps -> metrics/gpu_check.json"
 	@echo "make services   mlflow server :$(MLFLOW_PORT) and prefect server :$(PREFECT_PORT) in the background"
 	@echo "make services-stop"
+	@echo "make services-team  the team stack on this machine: Postgres, S3 (rclone), MLflow, Prefect + worker"
+	@echo "                    + deployments, DVC remote 'team' (infra/services/team.py; env: .services/team/team.env)"
+	@echo "make services-team-stop / services-team-status"
 
 install: $(STAMP)
 
 # Re-runs only when the dependency declarations change.
-$(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/install_chromium.sh
+$(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/install_chromium.sh \
+          infra/services/install_postgres.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=24"
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
 	$(PIP) install -q --no-deps $(NODEPS_PKGS)
 	bash infra/browser/install_chromium.sh
+	bash infra/services/install_postgres.sh
 	$(BIN)/python -c "from deepspeed.comm.torch import build_shm_op; assert build_shm_op() is not None"
-	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe; print('install ok: torch', torch.__version__)"
+	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe, psycopg2, boto3, dvc_s3; print('install ok: torch', torch.__version__)"
 	touch $(STAMP)
 
 run: install
@@ -97,6 +103,18 @@ services-stop:
 	  if [ -f $(SERVICES)/$$s.pid ]; then pid=$$(cat $(SERVICES)/$$s.pid); \
 	    pkill -TERM -P $$pid 2>/dev/null; kill $$pid 2>/dev/null && echo "stopped $$s ($$pid)"; \
 	    rm -f $(SERVICES)/$$s.pid; fi; done
+
+# The team stack (README "Team setup"): every server on 127.0.0.1, state under .services/team/. Ports:
+# MOSA_TEAM_PG_PORT (5433), MOSA_TEAM_S3_PORT (9000), MOSA_TEAM_MLFLOW_PORT (5001),
+# MOSA_TEAM_PREFECT_PORT (4201), e.g. `make services-team MOSA_TEAM_S3_PORT=9100`.
+services-team: install
+	@$(BIN)/python infra/services/team.py start
+
+services-team-stop:
+	@$(BIN)/python infra/services/team.py stop
+
+services-team-status:
+	@$(BIN)/python infra/services/team.py status
 
 clean:
 	rm -rf .pytest_cache .ruff_cache

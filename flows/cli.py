@@ -181,45 +181,26 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     """Promote a registered version by hand: the gate of params.yaml ``register`` still decides
-    unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log."""
+    unless ``--force``; the outcome (``manual`` or ``rejected``) is appended to the promotion log.
+    The same function runs in the Prefect flow ``promote`` (flows/promote.py)."""
     # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
-    from components.config import load_section
-    from components.registry.promote import promote
-    from flows.stage import use_tracking_uri
+    from flows.promote import promote_version
 
-    params = load_section("register", args.params)
-    uri = use_tracking_uri()
-    res = promote(
-        args.model_name or params.model_name,
-        args.version,
-        params.gate,
-        tracking_uri=uri,
-        history_path=params.promotions,
-        manual=True,
-        force=args.force,
-    )
-    print(res.markdown)
-    print(f"promote: {res.record['decision']} (logged to {params.promotions})")
+    res = promote_version(args.version, args.model_name, params_path=args.params, force=args.force)
     return 0 if res.decision.promote else 1
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    """Point ``champion`` back at the previous champion; the rollback is appended to the promotion log."""
+    """Point ``champion`` back at the previous champion; the rollback is appended to the promotion log.
+    The same function runs in the Prefect flow ``rollback`` (flows/promote.py)."""
     # lazy: each subcommand loads only what it runs (torch, MLflow, GX); `mosa --help` stays instant
-    from components.config import load_section
-    from components.registry.promote import RegistryError, rollback
-    from flows.stage import tracking_uri
+    from components.registry.promote import RegistryError
+    from flows.promote import rollback_champion
 
-    params = load_section("register", args.params)
-    name = args.model_name or params.model_name
     try:
-        res = rollback(name, tracking_uri=tracking_uri(), history_path=params.promotions)
+        rollback_champion(args.model_name, params_path=args.params)
     except RegistryError as exc:
         raise ValueError(str(exc)) from exc
-    print(
-        f"rollback: {name} champion v{res.champion_before} -> v{res.champion_after} "
-        f"(logged to {params.promotions})"
-    )
     return 0
 
 

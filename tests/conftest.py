@@ -168,3 +168,13 @@ def store(tmp_path, monkeypatch, empty_store) -> str:
     monkeypatch.chdir(tmp_path)
     shutil.copy(empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def team_nightly(tmp_path_factory):
+    """The team stack with one real tiny nightly run done (tests/helpers/team_run.py): started once
+    per session for tests/infra/test_team_nightly.py and tests/browser/test_ui.py, stopped after."""
+    from tests.helpers.team_run import nightly_run
+
+    with nightly_run(tmp_path_factory.mktemp("team-nightly")) as info:
+        yield info

@@ -11,13 +11,14 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.tiny_repo import copy_repo, shrink_params
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,101 +29,6 @@ def _sh(cmd: list[str], cwd: Path, env: dict, timeout: float = 3600) -> subproce
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-4000:]}"
     return proc
-
-
-TINY = {
-    "ingest": {
-        "sources": [
-            {"kind": "synthetic", "clips": 4, "seed": 0, "loop_seconds": 0.0},
-            {"kind": "demo", "videos": ["sports2d/demo"]},
-        ],
-        # the DAG's plumbing, not the model, is under test: 9 frames at 64x96 keep every stage cheap
-        "clip": {"max_clips_per_video": 2, "frames": 9, "stride": 9, "height": 64, "width": 96},
-        "val_fraction": 0.5,  # 2 of the 5 clips held out (by source group): evaluate's references
-    },
-    "pretrain_motion": {
-        "window": 16,
-        "variants": {"enabled": False},
-        "vqvae": {"width": 32, "depth": 1, "codebook_size": 32, "code_dim": 32},
-        "generator": {"codebook_size": 32, "dim": 32, "layers": 1, "heads": 2},
-        "evaluator": {"hidden_dim": 32, "embed_dim": 16},
-        "train_vqvae": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 6},
-        "train_generator": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "checkpoint_every": 6},
-        "evaluation": {
-            "window": 8,
-            "stride": 4,
-            "replications": 2,
-            "mm_prompts": 2,
-            "mm_samples": 2,
-            "evaluator_steps": 10,
-            "evaluators": 1,
-        },
-    },
-    "pretrain_base": {
-        "tiny": {
-            "layers": 2,  # train_dit copies 2 blocks (mosa.num_structure_blocks)
-            "heads": 2,
-            "head_dim": 16,
-            "latent_channels": 4,
-            "vae_block_channels": [4, 4, 4, 4],
-            "sample_frames": 9,
-            "sample_height": 64,
-            "sample_width": 96,
-        },
-        "vae": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
-        "dit": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
-        "depth": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
-        "samples": {"steps": 2, "prompts": ["a person walks forward"]},
-    },
-    "train_dit": {
-        "steps": 24,
-        "batch_size": 2,
-        "warmup_steps": 2,
-        "checkpoint_every": 8,
-        "aux_every": 8,
-        "follow": {"clips": 1, "steps": 2},
-    },
-    "ablate": {
-        "steps": 3,
-        "follow": {"clips": 1, "steps": 2},
-        "variants": {"track_static": {"losses": {"track_mode": "static"}}},
-    },
-    "evaluate": {"limit": 2, "steps": 2, "reference_clips": 2, "seeds": [0, 1], "skeleton_clips": 1},
-}
-
-
-REPLACED = {"ablate.variants"}  # taken whole from TINY, not merged into the default's
-
-
-def _merge(dst: dict, patch: dict, prefix: str = "") -> None:
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict) and f"{prefix}{k}" not in REPLACED:
-            _merge(dst[k], v, f"{prefix}{k}.")
-        else:
-            dst[k] = v
-
-
-def _shrink_params(path: Path) -> None:
-    import yaml
-
-    params = yaml.safe_load(path.read_text())
-    _merge(params, TINY)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _copy_repo(dst: Path) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for rel in filter(None, (f.decode() for f in files)):
-        src = REPO / rel
-        if src.is_file() and not rel.startswith(("metrics/", "reports/", "plots/")):
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    (dst / "dvc.lock").unlink(missing_ok=True)  # the copy's own first reproduction
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +69,8 @@ def prefect_api(tmp_path_factory):
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory, prefect_api) -> tuple[Path, dict]:
     dst = tmp_path_factory.mktemp("repo") / "mosa"
-    _copy_repo(dst)
-    _shrink_params(dst / "params.yaml")
+    copy_repo(dst)
+    shrink_params(dst / "params.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "DVC_"))}
     env.update(
         PATH=f"{BIN}:{env['PATH']}",

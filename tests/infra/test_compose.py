@@ -90,11 +90,12 @@ def test_mlflow_uses_postgres_and_minio_artifacts(spec):
     assert cmd[:2] == ["mlflow", "server"]
     backend = next(c for c in cmd if c.startswith("--backend-store-uri="))
     assert backend.startswith(
-        "--backend-store-uri=postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/"
+        "--backend-store-uri=postgresql+psycopg2://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/"
     )
-    assert "--artifacts-destination=s3://mlflow/" in cmd and "--serve-artifacts" in cmd
+    assert "--artifacts-destination=s3://mosa-mlflow/artifacts" in cmd and "--serve-artifacts" in cmd
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert "mc mb --ignore-existing mosa/mlflow mosa/dvc" in _words(spec["services"]["minio-init"]["command"])
+    init = _words(spec["services"]["minio-init"]["command"])
+    assert "mc mb --ignore-existing mosa/mosa-mlflow mosa/mosa-dvc" in init
 
 
 def test_prefect_uses_its_own_postgres_database(spec):
@@ -121,7 +122,7 @@ def test_no_secret_is_written_in_the_compose_file(spec):
         if SECRET_KEY.search(key):
             assert value not in text, f"the placeholder of {key} is written in the compose file"
             assert "change-me" in value, f"{key} in .env.example must be a placeholder"
-    for url in re.findall(r"postgresql(?:\+asyncpg)?://[^\s\"']+", text):
+    for url in re.findall(r"postgresql(?:\+\w+)?://[^\s\"']+", text):
         assert "://${POSTGRES_USER}:${POSTGRES_PASSWORD}@" in url, url
 
 
