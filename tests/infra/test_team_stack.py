@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.team_run import free_ports, have_postgres
+
 REPO = Path(__file__).resolve().parents[2]
 TEAM = REPO / "infra" / "services" / "team.py"
 PORT_VARS = {
@@ -35,26 +37,9 @@ PORT_VARS = {
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))
 
 
-def _have_postgres() -> bool:
-    return any((p.parent / "initdb").is_file() and (p.parent / "pg_ctl").is_file() for p in PG_BINS)
-
-
 pytestmark = pytest.mark.skipif(
-    not _have_postgres(), reason="PostgreSQL server not installed: bash infra/services/install_postgres.sh"
+    not have_postgres(), reason="PostgreSQL server not installed: bash infra/services/install_postgres.sh"
 )
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _env(state: Path, ports: dict[str, int], dvc_repo: Path) -> dict[str, str]:
@@ -129,7 +114,7 @@ def stack(tmp_path_factory):
     dvc_repo.mkdir()
     dvc = str(Path(sys.executable).with_name("dvc"))
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=dvc_repo, check=True, capture_output=True)
-    ports = dict(zip(PORT_VARS, _free_ports(4), strict=True))
+    ports = dict(zip(PORT_VARS, free_ports(4), strict=True))
     env = _env(state, ports, dvc_repo)
     t0 = time.monotonic()
     started = _team("start", env)
@@ -337,7 +322,7 @@ def test_a_second_start_changes_nothing(stack):
 def test_a_taken_port_is_named_with_the_variable_to_change(service, tmp_path):
     """Another program on one of the ports: start refuses before starting anything, naming the port and
     the variable."""
-    ports = dict(zip(PORT_VARS, _free_ports(4), strict=True))
+    ports = dict(zip(PORT_VARS, free_ports(4), strict=True))
     with socket.socket() as other:
         other.bind(("127.0.0.1", ports[service]))
         other.listen()
