@@ -81,12 +81,21 @@ def _marked(state: Path) -> list[int]:
     return pids
 
 
+def _running(pid: int) -> bool:
+    """``pid`` is a live process: a zombie (exited, waiting for whoever adopted it to reap it) is not."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _leftovers(stack: dict) -> list[str]:
     """Processes of this stack still alive: by command line (pgrep -f), recorded pid or marker."""
     found = _pgrep(str(stack["state"]))
     found += _pgrep(f"--port {stack['ports']['mlflow']}") + _pgrep(f"--port {stack['ports']['prefect']}")
     found += _pgrep(f"127.0.0.1:{stack['ports']['s3']}")
-    found += [f"{pid} (recorded)" for pid in stack["pids"].values() if Path(f"/proc/{pid}").exists()]
+    found += [f"{pid} (recorded)" for pid in stack["pids"].values() if _running(pid)]
     found += [f"{pid} (marker)" for pid in _marked(stack["state"])]
     return found
 
