@@ -51,26 +51,49 @@ def ensure_distributed() -> tuple[int, int]:
             for key in (*_LAUNCH_ENV, _SELF_WORLD_VAR):
                 os.environ.pop(key, None)
         present = [k for k in _LAUNCH_ENV if k in os.environ]
-        if not present:
-            port = str(_free_port())
-            os.environ.update(
-                {
-                    "RANK": "0",
-                    "WORLD_SIZE": "1",
-                    "LOCAL_RANK": "0",
-                    "MASTER_ADDR": "127.0.0.1",
-                    "MASTER_PORT": port,
-                }
-            )
-            os.environ[_SELF_WORLD_VAR] = f"{os.getpid()}:{port}"
-        elif len(present) < len(_LAUNCH_ENV):
+        if len(present) not in (0, len(_LAUNCH_ENV)):
             missing = [k for k in _LAUNCH_ENV if k not in os.environ]
             raise RuntimeError(
                 f"launcher environment is incomplete: {', '.join(present)} set but {', '.join(missing)} "
                 "missing; launch with torchrun/deepspeed, or unset them all for a single process"
             )
+        if not present:
+            _init_self_world(deepspeed, get_accelerator().communication_backend_name())
+            return dist.get_rank(), dist.get_world_size()
     deepspeed.init_distributed(dist_backend=get_accelerator().communication_backend_name(), verbose=False)
     return dist.get_rank(), dist.get_world_size()
+
+
+SELF_WORLD_ATTEMPTS = 5
+
+
+def _init_self_world(deepspeed, backend: str, attempts: int = SELF_WORLD_ATTEMPTS) -> None:
+    """A 1-rank world on 127.0.0.1 and a free port. The port is free when probed, but on a busy
+    machine an outgoing connection can take it before the store binds it (EADDRINUSE): then another
+    port is tried, ``attempts`` times in all."""
+    for attempt in range(1, attempts + 1):
+        port = str(_free_port())
+        os.environ.update(
+            {
+                "RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_RANK": "0",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            }
+        )
+        os.environ[_SELF_WORLD_VAR] = f"{os.getpid()}:{port}"
+        try:
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+            return
+        except (RuntimeError, OSError) as exc:  # torch's DistNetworkError is a RuntimeError
+            if "EADDRINUSE" not in str(exc) and "address already in use" not in str(exc).lower():
+                raise
+            if attempt == attempts:
+                raise RuntimeError(
+                    f"could not start a 1-process group on 127.0.0.1: {attempts} free ports were taken "
+                    "before the store bound them; set MASTER_PORT with RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR"
+                ) from exc
 
 
 def seed_everything(seed: int) -> None:
