@@ -58,6 +58,18 @@ MLFLOW_ARTIFACTS = "s3://mosa-mlflow/artifacts"
 DVC_REMOTE = "team"
 DVC_URL = "s3://mosa-dvc"
 POOLS = ("mosa-process", "mosa-gpu")
+# a distributed launcher's world (torchrun/deepspeed, or a process that made itself a 1-rank world):
+# the servers and the worker are no rank of it, and a flow run that inherited it would try to join
+# a store that another process holds (EADDRINUSE) instead of making its own
+LAUNCH_ENV = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "MOSA_SELF_WORLD",
+)
 WORKER_POOL = "mosa-process"
 WORKER_NAME = "mosa-team-worker"
 PREFECT_FILE = Path("infra/prefect/prefect.yaml")
@@ -332,8 +344,10 @@ def marked_pids(cfg: Config) -> list[int]:
 
 
 def base_env(cfg: Config, **extra: str) -> dict[str, str]:
-    """This process's environment with the stack marker, the venv first on PATH, and ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_PROFILES_PATH", "PREFECT_PROFILE")}
+    """This process's environment without a launcher's world (``LAUNCH_ENV``), with the stack marker,
+    the venv first on PATH, and ``extra``."""
+    dropped = ("PREFECT_PROFILES_PATH", "PREFECT_PROFILE", *LAUNCH_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env[MARKER] = str(cfg.state)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)

@@ -37,6 +37,10 @@ from tests.helpers.tiny_repo import copy_repo, shrink_params
 REPO = Path(__file__).resolve().parents[2]
 TEAM = REPO / "infra" / "services" / "team.py"
 BIN = Path(sys.executable).parent
+# this pytest process may be a 1-rank world already (tests that train in process set these): a stack
+# started with them would hand them to its flow runs, whose stages would then try to join this
+# process's store (EADDRINUSE) instead of making their own world
+LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 PORT_VARS = {
     "postgres": "MOSA_TEAM_PG_PORT",
     "s3": "MOSA_TEAM_S3_PORT",
@@ -96,7 +100,7 @@ def stack_env(state: Path, ports: dict[str, int], repo: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "MLFLOW_", "MOSA_", "AWS_", "DVC_"))
+        if not k.startswith(("PREFECT_", "MLFLOW_", "MOSA_", "AWS_", "DVC_")) and k not in LAUNCH_ENV
     }
     env.update({PORT_VARS[name]: str(port) for name, port in ports.items()})
     env.update(

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.team_run import free_ports, have_postgres
+from tests.helpers.team_run import LAUNCH_ENV, free_ports, have_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 TEAM = REPO / "infra" / "services" / "team.py"
@@ -43,7 +43,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def _env(state: Path, ports: dict[str, int], dvc_repo: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "MOSA_", "AWS_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "MLFLOW_", "MOSA_", "AWS_")) and k not in LAUNCH_ENV
+    }
     env.update({PORT_VARS[name]: str(port) for name, port in ports.items()})
     env.update(
         MOSA_TEAM_DIR=str(state),
@@ -356,3 +360,24 @@ def test_stop_leaves_no_process(stack):
             s.bind(("127.0.0.1", port))
     again = _team("stop", stack["env"], timeout=60)
     assert "nothing was running" in again.stdout
+
+
+def test_services_and_flow_runs_never_inherit_a_launcher_world(monkeypatch):
+    """A shell (or test process) that is itself a 1-rank world must not hand RANK/MASTER_PORT… to the
+    worker: its flow runs' stages would join that process's store (EADDRINUSE) — the failure of a
+    fresh-clone make test, where in-process training tests ran before the team nightly."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("team_services", TEAM)
+    team = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, team)  # its dataclasses look their module up
+    spec.loader.exec_module(team)
+    world = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": "48899", "MOSA_SELF_WORLD": "1:48899"}  # fmt: skip
+    for key, value in world.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("MOSA_KEEP_ME", "yes")
+    cfg = team.Config.from_env()
+    env = team.base_env(cfg)
+    assert not set(world) & set(env), sorted(set(world) & set(env))
+    assert env["MOSA_KEEP_ME"] == "yes" and env[team.MARKER] == str(cfg.state)
