@@ -53,6 +53,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/ins
 	bash infra/browser/install_chromium.sh
 	bash infra/services/install_postgres.sh
 	$(BIN)/python -c "from deepspeed.comm.torch import build_shm_op; assert build_shm_op() is not None"
+	$(BIN)/python -c "from deepspeed.ops.op_builder import CPUAdamBuilder; CPUAdamBuilder().load()"
 	$(BIN)/python -c "import torch, decord, prefect, mlflow, dvc, great_expectations, mediapipe, psycopg2, boto3, dvc_s3; print('install ok: torch', torch.__version__)"
 	touch $(STAMP)
 

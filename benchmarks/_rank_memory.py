@@ -19,10 +19,11 @@ makes its fp32 master weights by upcasting the bf16 values (ZeRO-1/2: the flat b
 partition), so an fp32 build would add nothing the run uses, only a transient 4 bytes per parameter
 to the peak. The peak RSS thus
 counts: the start-up baseline (interpreter, torch, DeepSpeed, gloo; ~370 MB), the model states, the
-activations of one micro-batch, and the largest transient: under ZeRO-1/2 at the optimizer step
-(the flattened gradient partition and its fp32 cast, and torch AdamW's per-tensor temporaries, two
-of the size of the flat fp32 partition, as the single-tensor path runs on CPU); at bf16 stage 0
-while DeepSpeed builds its fp32 master copies (201 M parameters: 4.5 GB peak, 4.3 GB during steps).
+activations of one micro-batch, and the largest transient: under ZeRO-1/2 at the optimizer step,
+one parameter group's gradient partition and its fp32 cast (``--group-elements`` bounds it), plus,
+with ``--optimizer adamw``, torch AdamW's per-tensor temporaries of the flat partition's size (the
+single-tensor path runs on CPU; ``cpu_adam`` updates in place); at bf16 stage 0 while DeepSpeed
+builds its fp32 master copies.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--precision", choices=tuple(DTYPES), default="fp32")
+    ap.add_argument("--optimizer", choices=("adamw", "cpu_adam"), default="adamw")
+    ap.add_argument("--group-elements", type=int, default=0)
+    ap.add_argument("--bucket-elements", type=int, default=None)
     args = ap.parse_args()
     dtype = DTYPES[args.precision]
 
@@ -184,6 +188,9 @@ def main() -> None:
         micro_batch=args.micro_batch,
         grad_clip=1.0,
         precision=args.precision,
+        optimizer=args.optimizer,
+        group_elements=args.group_elements,
+        bucket_elements=args.bucket_elements,
     )
     # ZeRO-3 builds the model partitioned (deepspeed.zero.Init): no rank ever holds all of it, as a
     # real ZeRO-3 run of a model too big for one device must

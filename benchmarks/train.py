@@ -26,7 +26,12 @@ Three measurements, taken in one run so that their ratios compare like with like
    at bf16 stage 0) dominate the process; at 25 M the interpreter, torch and DeepSpeed's buffers did
    (ZeRO-2 measured 1.05× stage 0's peak RSS there). The measured model states are checked against
    the planner's count for the same parameters, precision, stage and ranks
-   (``components.training.plan.model_state_bytes``).
+   (``components.training.plan.model_state_bytes``). Every run uses the same optimizer settings:
+   DeepSpeed's in-place C++ AdamW (``optimizer: cpu_adam``; torch's AdamW allocates temporaries of
+   the partition's size at each step), parameter groups of at most 20 M elements (ZeRO-1/2 casts one
+   group's gradient partition to fp32 at a time), 1e7-element ZeRO buckets, and glibc's
+   ``MALLOC_MMAP_THRESHOLD_`` at 1 MiB so that freed buffers go back to the OS and the RSS counts live
+   memory. With torch AdamW, two groups and the default allocator, ZeRO-2 measured 0.756x stage 0.
 3. **FLOP use.** The fp32 matmul peak of this machine (best of a few ``n×n @ n×n`` products at the
    step benchmark's thread count) and the FLOPs of one forward+backward of each step counted by
    ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention only; the
@@ -125,6 +130,19 @@ class TrainBenchConfig(BaseModel):
         description="precision of the memory runs; bf16 (DeepSpeed's mixed precision: bf16 weights "
         "and gradients, fp32 master weights and Adam moments) runs on the CPU accelerator",
     )
+    mem_optimizer: Literal["adamw", "cpu_adam"] = Field(
+        "cpu_adam", description="EngineConfig.optimizer of the memory runs (cpu_adam: in place)"
+    )
+    mem_group_elements: int = Field(
+        20_000_000, ge=0, description="EngineConfig.group_elements (bounds ZeRO's fp32 gradient copy)"
+    )
+    mem_bucket_elements: int | None = Field(10_000_000, ge=1, description="EngineConfig.bucket_elements")
+    mem_mmap_threshold: int | None = Field(
+        1 << 20,
+        ge=0,
+        description="glibc MALLOC_MMAP_THRESHOLD_ (bytes) of the memory runs: larger blocks are mmapped and "
+        "go back to the OS when freed, so RSS counts live memory rather than what malloc keeps; null: unset",
+    )
     mem_timeout_s: float = Field(600.0, gt=0, description="per torchrun launch")
     matmul_size: int = Field(2048, ge=1)
     matmul_repeats: int = Field(5, ge=1)
@@ -182,8 +200,11 @@ class TrainBenchConfig(BaseModel):
     def describe_memory(self) -> str:
         """The memory benchmark's config as one short line."""
         return (
-            f"MLP {self.mem_depth}x{self.mem_width} AdamW {self.mem_precision}, {self.mem_ranks} ranks gloo, "
-            f"{self.mem_steps} steps, micro-batch {self.mem_micro_batch}"
+            f"MLP {self.mem_depth}x{self.mem_width} {self.mem_optimizer} {self.mem_precision}, "
+            f"{self.mem_ranks} ranks gloo, {self.mem_steps} steps, micro-batch {self.mem_micro_batch}, "
+            f"groups <= {self.mem_group_elements or 'all'} elements, "
+            f"buckets {self.mem_bucket_elements or 'default'}, MALLOC_MMAP_THRESHOLD_ "
+            f"{'unset' if self.mem_mmap_threshold is None else self.mem_mmap_threshold}"
         )
 
 
@@ -526,10 +547,16 @@ def rank_memory(stage: int, cfg: TrainBenchConfig, out_dir: Path) -> list[dict[s
         "--depth", str(cfg.mem_depth),
         "--micro-batch", str(cfg.mem_micro_batch),
         "--precision", cfg.mem_precision,
+        "--optimizer", cfg.mem_optimizer,
+        "--group-elements", str(cfg.mem_group_elements),
     ]  # fmt: skip
+    if cfg.mem_bucket_elements is not None:
+        cmd += ["--bucket-elements", str(cfg.mem_bucket_elements)]
     # a clean launcher environment: this process may itself be a 1-rank world (the step benchmark)
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_ENV}
     env["OMP_NUM_THREADS"] = "1"
+    if cfg.mem_mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(cfg.mem_mmap_threshold)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -48,6 +48,21 @@ class EngineConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1)
     seed: int = Field(0, ge=0)
     gradient_checkpointing: bool = False
+    optimizer: Literal["adamw", "cpu_adam"] = Field(
+        "adamw",
+        description="adamw: torch.optim.AdamW; cpu_adam: DeepSpeed's C++ AdamW (DeepSpeedCPUAdam, built at "
+        "install), which updates in place without torch's per-step temporaries (CPU memory, speed)",
+    )
+    group_elements: int = Field(
+        0,
+        ge=0,
+        description="0: two parameter groups (decay / no decay); n: split them into groups of at most n "
+        "elements (a larger tensor gets its own group), which bounds ZeRO-1/2's per-group fp32 gradient "
+        "copy at the optimizer step",
+    )
+    bucket_elements: int | None = Field(
+        None, ge=1, description="ZeRO reduce/allgather/prefetch bucket size in elements; null: 5e7"
+    )
 
     @classmethod
     def for_phase(cls, phase: TrainPhaseParams, seed: int, **overrides: object) -> EngineConfig:

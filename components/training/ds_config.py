@@ -11,6 +11,7 @@ from typing import Any, Literal
 from components.training.config import EngineConfig
 
 _BUCKET = 50_000_000  # elements; DeepSpeed's 5e8 default is sized for large GPUs
+_BUCKET_KEYS = ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size")
 
 
 ZERO_SETTINGS: dict[int, dict[str, Any]] = {
@@ -58,6 +59,10 @@ def resolve_precision(precision: str) -> Literal["fp32", "bf16"]:
 def build_ds_config(cfg: EngineConfig) -> dict[str, Any]:
     """The DeepSpeed config dict for ``cfg`` (the same settings as ``infra/deepspeed/*.json``)."""
     zero: dict[str, Any] = {"stage": cfg.zero_stage, **ZERO_SETTINGS[cfg.zero_stage]}
+    if cfg.bucket_elements is not None:
+        for key in _BUCKET_KEYS:
+            if key in zero:
+                zero[key] = cfg.bucket_elements
     if cfg.offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
         if cfg.zero_stage == 3:

@@ -6,12 +6,8 @@ What it does and why:
   as a plain ``python`` process (no ``RANK``/``WORLD_SIZE``), a 1-process group is set up on
   127.0.0.1 and a free port, so the same code path (and the same ZeRO partitioning code) runs on a
   laptop. DeepSpeed picks its CPU accelerator with the ``gloo`` backend when there is no GPU.
-- **Optimizer.** Always AdamW handed to DeepSpeed as a client optimizer: ``torch.optim.AdamW``,
-  except with ``offload`` on a GPU, where DeepSpeed's ``DeepSpeedCPUAdam`` (JIT-compiled C++ on
-  first use) does the CPU-side update. DeepSpeed's ``FusedAdam`` needs CUDA and is not used. On the
-  CPU accelerator ``offload`` keeps ``torch.optim.AdamW`` (``zero_force_ds_cpu_optimizer: false``):
-  offloading from CPU to CPU changes nothing numerically and avoids the C++ build. Weight decay
-  applies to matrices only (``ndim >= 2``), not to biases and norm scales.
+- **Optimizer.** AdamW as DeepSpeed's client optimizer, built by ``optimizer.py`` (torch's or
+  DeepSpeed's in-place C++ one; bounded parameter groups).
 - **Frozen parts.** Only ``requires_grad`` parameters reach the optimizer. Frozen models used
   around the trainable one (text encoder, VAE, tracker) should live *outside* the engine: keep
   them in the loss function's closure; ``loss_fn(engine, batch)`` receives the DeepSpeed engine
@@ -52,10 +48,10 @@ from components.training import checkpoint as ckpt
 from components.training.config import EngineConfig
 from components.training.distributed import ensure_distributed, seed_everything
 from components.training.ds_config import (
-    _on_cpu_accelerator,
     build_ds_config,
     resolve_precision,
 )
+from components.training.optimizer import build_optimizer
 from components.training.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -137,25 +133,6 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
     )
 
 
-def _build_optimizer(model: nn.Module, cfg: EngineConfig) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [
-        g
-        for g in (
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        )
-        if g["params"]
-    ]
-    kwargs = {"lr": cfg.lr, "betas": cfg.betas, "eps": cfg.eps, "weight_decay": cfg.weight_decay}
-    if cfg.offload and not _on_cpu_accelerator():
-        from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-        return DeepSpeedCPUAdam(groups, adamw_mode=True, **kwargs)
-    return torch.optim.AdamW(groups, **kwargs)
-
-
 # ---------------------------------------------------------------- the trainer
 
 
@@ -232,7 +209,7 @@ class Trainer:
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(model)
         config = build_ds_config(cfg) if ds_config is None else _checked(dict(ds_config), cfg)
-        optimizer = _build_optimizer(model, cfg)
+        optimizer = build_optimizer(model, cfg)
         scheduler = warmup_cosine(optimizer, cfg.warmup_steps, cfg.total_steps, cfg.min_lr_ratio)
         with _quiet():
             self.engine, _, _, _ = deepspeed.initialize(

@@ -292,3 +292,44 @@ def test_child_process_does_not_join_the_parents_one_rank_world():
     assert child.returncode == 0, child.stderr[-3000:]
     world, port = child.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     assert world == "(0, 1)" and port != os.environ["MASTER_PORT"]
+
+
+def test_group_size_cpu_adam_and_buckets_train_to_the_same_weights():
+    """Smaller parameter groups, DeepSpeed's C++ AdamW and other ZeRO buckets change memory, not the
+    update: every variant ends where torch AdamW with two groups does (ZeRO-2, weight decay and
+    clipping on, so the per-group step sees the global norm)."""
+    x, y = _data()
+    base = dict(total_steps=6, zero_stage=2, weight_decay=0.05, grad_clip=0.5)
+    variants = {
+        "adamw": {},
+        "adamw, groups of 20": {"group_elements": 20},
+        "cpu_adam": {"optimizer": "cpu_adam"},
+        "cpu_adam, groups of 20, buckets of 64": {
+            "optimizer": "cpu_adam",
+            "group_elements": 20,
+            "bucket_elements": 64,
+        },
+    }
+    states = {}
+    for name, kw in variants.items():
+        trainer = Trainer(_mlp(), _cfg(**base, **kw), _mse)
+        trainer.fit(_slices(x, y, 16), progress=False)
+        states[name] = trainer.full_state_dict()
+        inner = trainer.engine.optimizer.optimizer
+        assert type(inner).__name__ == ("DeepSpeedCPUAdam" if "cpu_adam" in name else "AdamW"), name
+    moved = max((states["adamw"][k] - _mlp().state_dict()[k]).abs().max().item() for k in states["adamw"])
+    assert moved > 1e-2  # it trained
+    for name, state in states.items():
+        for key, ref in states["adamw"].items():
+            torch.testing.assert_close(state[key], ref, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}")
+
+
+def test_bucket_elements_reach_the_zero_config():
+    for stage, keys in (
+        (2, ("reduce_bucket_size", "allgather_bucket_size")),
+        (3, ("reduce_bucket_size", "stage3_prefetch_bucket_size")),
+    ):
+        zero = build_ds_config(_cfg(zero_stage=stage, bucket_elements=1234))["zero_optimization"]
+        assert all(zero[k] == 1234 for k in keys)
+        default = build_ds_config(_cfg(zero_stage=stage))["zero_optimization"]
+        assert all(default[k] == 50_000_000 for k in keys)
