@@ -220,3 +220,35 @@ if __name__ == "__main__":  # `python -m tests.test_dvc_deps [--write]`: print (
         for stage_name, stage_def in _stages().items():
             print(f"{stage_name}:")
             print("\n".join(f"  - {d}" for d in code_deps(_entry(stage_def))))
+
+
+def test_bytecode_caches_in_code_folders_are_not_dependencies(tmp_path):
+    """Stages list code folders (``components/<room>``) as deps; the ``__pycache__`` a process writes
+    there on import must not change their hash, or whichever stage imports a module first makes every
+    earlier stage look changed (found by the team nightly on a fresh clone: ``dvc status`` after the run
+    listed ``components/evaluation`` modified for an ablate stage). Checked with DVC itself on a copy of
+    the repository's .dvcignore."""
+    import shutil
+    import subprocess
+    import sys
+
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    repo = tmp_path / "repo"
+    (repo / "code").mkdir(parents=True)
+    shutil.copy(REPO / ".dvcignore", repo / ".dvcignore")
+    (repo / "code" / "a.py").write_text("x = 1\n")
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=repo, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("git", "init", "-q")
+    run(dvc, "init", "-q")
+    run(dvc, "stage", "add", "-q", "-n", "s", "-d", "code", "-o", "out.txt", "echo hi > out.txt")
+    run(dvc, "repro", "-q")
+    (repo / "code" / "__pycache__").mkdir()
+    (repo / "code" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    assert "Data and pipelines are up to date" in run(dvc, "status")
+    (repo / "code" / "a.py").write_text("x = 2\n")  # a real code change still counts
+    assert "modified:           code" in run(dvc, "status")
