@@ -4,6 +4,8 @@ smallest settings (consistent ratios, ZeRO-2 halves the optimizer state)."""
 
 from __future__ import annotations
 
+import json
+
 import psutil
 import pytest
 import torch
@@ -315,3 +317,40 @@ def test_aux_and_other_steps_are_told_apart_by_their_index() -> None:
     assert tb.split_aux_times(times, 0, 1) == (times, [])
     assert tb.amortized_step(10.0, 1.0, 4) == pytest.approx(13.0 / 4)
     assert tb.amortized_step(10.0, 1.0, 1) == 10.0
+
+
+def test_a_rank_crash_on_a_signal_is_run_once_more_other_failures_raise(tmp_path, monkeypatch) -> None:
+    """An intermittent native crash of a rank (torchrun reports ``Signal 6 (SIGABRT) received``) gets
+    one more run, with a warning; a second crash, or any other failure, raises with the output."""
+    crash = "exit code 1 (torchrun …)\nterminate called\n  traceback : Signal 6 (SIGABRT) received by PID 7"
+    plain = "exit code 1 (torchrun …)\nValueError: bad width"
+
+    def fake(outcomes):
+        calls = []
+
+        def run(stage, cfg, out_dir):
+            calls.append(stage)
+            ok, text = outcomes[len(calls) - 1]
+            if ok:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                for r in range(cfg.mem_ranks):
+                    (out_dir / f"rank{r}.json").write_text(json.dumps({"rank": r}))
+            return ok, text
+
+        monkeypatch.setattr(tb, "_rank_memory_run", run)
+        return calls
+
+    calls = fake([(False, crash), (True, "exit code 0")])
+    with pytest.warns(UserWarning, match="a rank died on SIGABRT; running it once more"):
+        reports = tb.rank_memory(2, SMALL, tmp_path / "a")
+    assert calls == [2, 2] and [r["rank"] for r in reports] == [0, 1]
+
+    calls = fake([(False, crash), (False, crash)])
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="Signal 6 \\(SIGABRT\\)"):
+        tb.rank_memory(2, SMALL, tmp_path / "b")
+    assert calls == [2, 2]
+
+    calls = fake([(False, plain)])
+    with pytest.raises(RuntimeError, match="ValueError: bad width"):
+        tb.rank_memory(0, SMALL, tmp_path / "c")
+    assert calls == [0]
