@@ -91,6 +91,12 @@ class PretrainBaseParams(StrictModel):
         default=0.0, ge=0.0, le=1.0, description="share of VAE training windows centred on the body"
     )
     dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
+    dit_min_snr_gamma: float | None = Field(
+        default=None,
+        gt=0,
+        description="Min-SNR-γ timestep weighting of the base DiT's v-prediction loss (cogvideox; "
+        "components/losses/diffusion.py); null: the plain objective",
+    )
     cond_dropout: float = Field(default=0.1, ge=0, le=1)
     depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)
     depth_net: DepthNetConfig = DepthNetConfig()

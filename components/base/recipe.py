@@ -80,7 +80,8 @@ def train_base(params: PretrainBaseParams, ckpt: Path, on_log: PhaseLog | None =
     )
     latents = encode_latents(spec, vae, train)
     transformer, dit_history = train_base_dit(
-        train, spec, models, text, params.dit, cond_dropout=params.cond_dropout, seed=params.seed,
+        train, spec, models, text, params.dit, cond_dropout=params.cond_dropout,
+        min_snr_gamma=params.dit_min_snr_gamma, seed=params.seed,
         latents=latents, ckpt_dir=ckpt / "dit", log_fn=logger("dit"),
     )  # fmt: skip
     models.transformer = transformer

@@ -103,3 +103,25 @@ def test_losses_vanish_for_the_true_velocity() -> None:
         v = spec.velocity_target(sched, x0, noise, t)
         assert float(diffusion_loss(spec, sched, v, x0, noise, t)) < 1e-10
         assert float(diffusion_loss(spec, sched, v + 0.1, x0, noise, t)) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_min_snr_weighting_down_weights_low_noise_and_only_for_v_prediction(text, clips) -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 3, 4, 4, 6, generator=g), torch.randn(2, 3, 4, 4, 6, generator=g)
+    spec = get_spec("cogvideox")
+    sched = spec.build_tiny(SMALL).scheduler
+    t = torch.tensor([10, 900])  # SNR + 1 at t = 10 is far above 5, at t = 900 below it
+    v = spec.velocity_target(sched, x0, noise, t) + 0.1
+    plain = float(diffusion_loss(spec, sched, v, x0, noise, t))
+    weighted = float(diffusion_loss(spec, sched, v, x0, noise, t, min_snr_gamma=5.0))
+    snr1 = 1.0 / (1.0 - float(sched.alphas_cumprod[10]))
+    assert weighted == pytest.approx(0.01 * (5.0 / snr1 + 1.0) / 2, rel=1e-4)
+    assert weighted < plain
+    wan = get_spec("wan")
+    with pytest.raises(ValueError, match="dit_min_snr_gamma to null"):
+        diffusion_loss(wan, wan.build_tiny(SMALL).scheduler, v, x0, noise, t.float(), min_snr_gamma=5.0)
+    with pytest.raises(ValueError, match="flow matching"):
+        train_base_dit(
+            clips, wan, wan.build_tiny(SMALL), text, TrainPhaseParams(steps=1, batch_size=1, lr=1e-3),
+            min_snr_gamma=5.0, progress=False,
+        )  # fmt: skip

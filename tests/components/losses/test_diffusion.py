@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from components.losses.diffusion import add_noise, v_prediction_loss, v_target, x0_from_v
+from components.losses.diffusion import (
+    add_noise,
+    min_snr_weights,
+    v_prediction_loss,
+    v_target,
+    x0_from_v,
+)
 
 
 def _cogvideox_alphas() -> torch.Tensor:
@@ -102,3 +108,31 @@ def test_bad_inputs_name_the_problem():
     with pytest.raises(ValueError, match="infinite"):
         v_prediction_loss(x0, x0, x0, torch.tensor([0, 1]), torch.tensor([1.0, 0.5]))
     assert math.isfinite(v_prediction_loss(x0, x0, x0, torch.tensor([1, 1]), alphas)[0].item())
+
+
+def test_min_snr_weights_hand_values_and_zero_snr_keeps_weight_one():
+    # ᾱ = 0.9 → SNR + 1 = 10 → γ = 5 gives 0.5; ᾱ = 0.5 → SNR + 1 = 2 ≤ 5 → 1; ᾱ = 0 (zero SNR) → 1
+    alphas = torch.tensor([0.9, 0.5, 0.0])
+    w = min_snr_weights(torch.tensor([0, 1, 2]), alphas, 5.0)
+    torch.testing.assert_close(w, torch.tensor([0.5, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="gamma must be > 0"):
+        min_snr_weights(torch.tensor([0]), alphas, 0.0)
+
+
+def test_min_snr_loss_scales_low_noise_terms_and_is_plain_for_large_gamma():
+    alphas = _cogvideox_alphas()
+    g = torch.Generator().manual_seed(2)
+    x0 = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    v_pred = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([5, 500, 999])
+    per = ((v_pred - v_target(x0, noise, t, alphas)) ** 2).flatten(1).mean(1)
+    snr1 = 1.0 / (1.0 - alphas[t].double())
+    assert snr1[0] > 5 > snr1[1]  # the low-noise sample is down-weighted, the others are not
+    loss, _ = v_prediction_loss(v_pred, x0, noise, t, alphas, min_snr_gamma=5.0)
+    expected = (per * torch.clamp(snr1, max=5.0) / snr1).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=0)
+    assert loss < per.mean()
+    plain, _ = v_prediction_loss(v_pred, x0, noise, t, alphas)
+    huge, _ = v_prediction_loss(v_pred, x0, noise, t, alphas, min_snr_gamma=float(snr1.max()) + 1)
+    torch.testing.assert_close(huge, plain, rtol=1e-6, atol=0)
