@@ -58,7 +58,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt Makefile infra/browser/ins
 	touch $(STAMP)
 
 run: install
-	$(BIN)/dvc repro
+	$(BIN)/python infra/services/with_prefect.py -- $(BIN)/dvc repro
 
 test: install
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -116,7 +116,7 @@ class TrainBenchConfig(BaseModel):
     )
     structure_blocks: int = Field(2, ge=1, description="MoSA N (structure blocks = HADC modules)")
     track_points: int = Field(48, ge=1)
-    aux_every: int = Field(12, ge=1, description="tracking/contact terms on every k-th step (train_dit)")
+    aux_every: int = Field(9, ge=1, description="tracking/contact terms on every k-th step (train_dit)")
     aux_samples: int | None = Field(1, ge=1, description="samples decoded per aux step (train_dit)")
     text_tokens: int = Field(32, ge=1)
     warmup_steps: int = Field(2, ge=0, description="updates left out of the medians")

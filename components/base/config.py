@@ -90,6 +90,14 @@ class PretrainBaseParams(StrictModel):
     vae_person_crops: float = Field(
         default=0.0, ge=0.0, le=1.0, description="share of VAE training windows centred on the body"
     )
+    vae_decoder: TrainPhaseParams | None = Field(
+        default=None,
+        description="decoder fine-tune on noisy latents after the VAE, encoder frozen "
+        "(components/base/train_vae_decoder.py); null: skipped",
+    )
+    vae_decoder_noise: float = Field(
+        default=0.3, ge=0, description="largest latent noise std of the decoder fine-tune (latents: unit std)"
+    )
     dit: TrainPhaseParams = TrainPhaseParams(steps=600, batch_size=8, lr=5e-4)
     dit_min_snr_gamma: float | None = Field(
         default=None,

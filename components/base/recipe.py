@@ -1,4 +1,5 @@
-"""The ``pretrain_base`` recipe (CPU profile): tiny VAE → tiny text-to-video base DiT → depth network,
+"""The ``pretrain_base`` recipe (CPU profile): tiny VAE (→ its decoder fine-tuned on noisy latents) → tiny
+text-to-video base DiT → depth network,
 trained on the ingested clips, then held-out scores and sample videos. The flow
 (``flows/pretrain_base.py``) only parses params and writes what this returns."""
 
@@ -20,6 +21,7 @@ from components.base.token_encoder import build_token_encoder
 from components.base.train_base_dit import captions, encode_latents, train_base_dit, validation_loss
 from components.base.train_depth import evaluate_depth, median_depth, train_depth
 from components.base.train_vae import evaluate_vae, mean_frame, train_vae
+from components.base.train_vae_decoder import train_vae_decoder
 from components.data.clipset import load_clipset
 
 PhaseLog = Callable[[str, int, dict[str, float]], None]
@@ -64,10 +66,22 @@ def train_base(params: PretrainBaseParams, ckpt: Path, on_log: PhaseLog | None =
         person_weight=params.vae_person_weight, person_crops=params.vae_person_crops,
         seed=params.seed, ckpt_dir=ckpt / "vae", log_fn=logger("vae"),
     )  # fmt: skip
-    models.vae = vae
     # held-out rendered clips (they carry depth) and held-out real clips, reported apart
     val_synthetic = [s for s in val if s.has_depth]
     val_real = [s for s in val if not s.has_depth]
+    resumed = [vae_history.resumed_from]
+    psnr_before_decoder = None
+    if params.vae_decoder is not None:
+        if val_synthetic:
+            psnr_before_decoder = evaluate_vae(spec, vae, val_synthetic, mean_frame(train))["psnr"]
+        crop = None if params.vae_crop is None else tuple(params.vae_crop[1:])
+        vae, decoder_history = train_vae_decoder(
+            train, spec, vae, params.vae_decoder, noise=params.vae_decoder_noise, crop=crop,
+            person_weight=params.vae_person_weight, person_crops=params.vae_person_crops,
+            seed=params.seed, ckpt_dir=ckpt / "vae_decoder", log_fn=logger("vae_decoder"),
+        )  # fmt: skip
+        resumed.append(decoder_history.resumed_from)
+    models.vae = vae
     vae_scores = evaluate_vae(spec, vae, val_synthetic, mean_frame(train)) if val_synthetic else {}
     vae_real = evaluate_vae(spec, vae, val_real, mean_frame(train)) if val_real else {}
     # the detector's verdict on the reconstructions bounds what any sample decoded by this VAE shows
@@ -89,7 +103,8 @@ def train_base(params: PretrainBaseParams, ckpt: Path, on_log: PhaseLog | None =
     val_loss = validation_loss(spec, models, val_latents, text.encode(captions(val)), seed=params.seed)
     with_depth = [s for s in train if s.has_depth]
     val_depth = [s for s in val if s.has_depth] or with_depth[:2]
-    depth_net, depth_scores, resumed = None, {}, [vae_history.resumed_from, dit_history.resumed_from]
+    depth_net, depth_scores = None, {}
+    resumed.append(dit_history.resumed_from)
     if with_depth:
         const = median_depth(with_depth)
         cfg = params.depth_net.model_copy(update={"init_depth": const})
@@ -115,6 +130,8 @@ def train_base(params: PretrainBaseParams, ckpt: Path, on_log: PhaseLog | None =
         "clips_val": len(val),
         # PSNR of held-out synthetic clips (the targets' domain) and of held-out real clips
         "vae_psnr_val": _round(vae_scores.get("psnr")),
+        # the same clips before the decoder fine-tune (None: no fine-tune configured)
+        "vae_psnr_val_before_decoder_finetune": _round(psnr_before_decoder),
         "vae_psnr_mean_frame_val": _round(vae_scores.get("psnr_mean_frame")),
         "vae_psnr_val_clips": vae_scores.get("clips", 0),
         "vae_psnr_person_val": _round(vae_scores.get("psnr_person")),
