@@ -52,10 +52,16 @@ def fit_phase(
     Returns the trained module (in eval mode, parameters frozen again) and one record per update
     (``step``, ``loss``, ``lr``, ``grad_norm`` and the loss function's metrics), earlier ones included
     when the run resumed from a checkpoint (``history.resumed_from`` says from which step).
+
+    The engine is destroyed before returning: DeepSpeed's ZeRO optimizer leaves a gradient hook on every
+    parameter it trained, and a later phase training the same parameters (the VAE decoder after the
+    VAE) would feed the dead engine's never-flushed bucket on every backward until it overflowed
+    (seen: a crash after 473 decoder steps).
     """
 
     trainer = Trainer(model, EngineConfig.for_phase(phase, seed), loss_fn, ckpt_dir, log_fn=log_fn)
     result = trainer.fit(batches, phase.steps, progress=progress)
     trained = trainer.engine.module
+    trainer.engine.destroy()
     trained.eval().requires_grad_(False)
     return trained, PhaseHistory([dict(r) for r in result.losses], result.resumed_from)
