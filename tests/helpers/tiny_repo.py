@@ -51,6 +51,7 @@ TINY = {
             "sample_width": 96,
         },
         "vae": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
+        "vae_decoder": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
         "dit": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
         "depth": {"steps": 4, "batch_size": 2, "warmup_steps": 1, "checkpoint_every": 2},
         "samples": {"steps": 2, "prompts": ["a person walks forward"]},
