@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "source", help="DeepMimic clip name (e.g. walk, backflip), .txt, .bvh or .npy joints [T,22,3]"
     )
     p.add_argument(
-        "--camera", default="fixed", help="fixed | orbit | dolly | pan, with options: orbit:sweep=180"
+        "--camera", default="fixed", help="fixed | track | orbit | dolly | pan, with options: orbit:sweep=180"
     )
     p.add_argument("--out", default="preview.mp4", help="output mp4")
     p.add_argument("--height", type=int, default=256)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("motion", help="generate a 3D motion from text and render its skeleton video")
     p.add_argument("prompt", help='e.g. "a person does a cartwheel"')
     p.add_argument("--frames", type=int, default=120, help="frames at 20 fps")
-    p.add_argument("--camera", default="fixed", help="fixed | orbit | dolly | pan, with options")
+    p.add_argument("--camera", default="fixed", help="fixed | track | orbit | dolly | pan, with options")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance scale")
     p.add_argument(
@@ -281,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("generate", help="text to human video with the trained MoSA pipeline")
     p.add_argument("prompt", help='e.g. "a man runs and jumps over a bench"')
     p.add_argument("--out", default="out.mp4")
-    p.add_argument("--camera", default="fixed", help="fixed | orbit | dolly | pan, with options")
+    p.add_argument(
+        "--camera", default="track",
+        help="track (default: the camera follows the person, who keeps their size) | fixed | orbit | dolly "
+        "| pan, with options: fixed:azimuth=90",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")

@@ -106,6 +106,13 @@ class PretrainBaseParams(StrictModel):
         "components/losses/diffusion.py); null: the plain objective",
     )
     cond_dropout: float = Field(default=0.1, ge=0, le=1)
+    short_caption_prob: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of items the base DiT trains under a short caption "
+        "variant (its motion-only prompt with another subject; components/data/caption_variants.py)",
+    )
     depth: TrainPhaseParams = TrainPhaseParams(steps=300, batch_size=8, lr=1e-3)
     depth_net: DepthNetConfig = DepthNetConfig()
     samples: SampleParams = SampleParams()

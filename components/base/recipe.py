@@ -95,6 +95,7 @@ def train_base(params: PretrainBaseParams, ckpt: Path, on_log: PhaseLog | None =
     latents = encode_latents(spec, vae, train)
     transformer, dit_history = train_base_dit(
         train, spec, models, text, params.dit, cond_dropout=params.cond_dropout,
+        short_caption_prob=params.short_caption_prob,
         min_snr_gamma=params.dit_min_snr_gamma, seed=params.seed,
         latents=latents, ckpt_dir=ckpt / "dit", log_fn=logger("dit"),
     )  # fmt: skip

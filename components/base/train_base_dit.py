@@ -5,6 +5,8 @@ mean) and kept in memory, as are the captions' token states. Per step (``DiTBatc
 function of the step, so resumes are exact):
 
 - clips: a fresh seeded permutation per epoch;
+- caption variants: with probability ``short_caption_prob`` an item trains under one of its clip's
+  short rewordings instead of its caption (``components.data.caption_variants``);
 - condition dropout: with probability ``cond_dropout`` a caption is replaced by the empty prompt's
   states, which teaches the unconditional prediction that classifier-free guidance needs;
 - timesteps: CogVideoX (v-prediction) draws integer ``t`` uniformly in ``[0, N)``; Wan (flow
@@ -39,6 +41,7 @@ from components.backbone.spec import BackboneSpec, BaseModels, flow_shift
 from components.base.phase import History, LogFn, fit_phase, unit_video
 from components.base.token_encoder import TokenTextEncoder
 from components.base.train_vae import check_clips, epoch_index
+from components.data.caption_variants import caption_variants, pick_variant
 from components.data.clipset import ClipSample
 from components.losses.diffusion import v_prediction_loss
 from components.training.config import TrainPhaseParams
@@ -59,6 +62,17 @@ class Denoiser(nn.Module):
 def captions(samples: Sequence[ClipSample]) -> list[str]:
     """Each clip's caption (its motion prompt when the caption is empty)."""
     return [s.caption or s.motion_prompt for s in samples]
+
+
+def encode_caption_variants(
+    text: TokenTextEncoder, samples: Sequence[ClipSample]
+) -> tuple[Tensor, list[int]]:
+    """Token states ``[N,V,L,D]`` of every clip's caption variants (``V`` the most any clip has; a clip
+    with fewer repeats its caption in the spare slots) and each clip's variant count."""
+    variants = [caption_variants(s.caption, s.motion_prompt) for s in samples]
+    width = max(len(v) for v in variants)
+    emb = text.encode([t for v in variants for t in v + [v[0]] * (width - len(v))])
+    return emb.reshape(len(samples), width, *emb.shape[1:]), [len(v) for v in variants]
 
 
 @torch.no_grad()
@@ -126,7 +140,9 @@ def diffusion_loss(
 
 
 class DiTBatches:
-    """``batches(step)`` for the Trainer: latents, text states (with condition dropout), noise, timesteps."""
+    """``batches(step)`` for the Trainer: latents, text states (caption variant, condition dropout), noise,
+    timesteps. ``text_emb`` is ``[N,L,D]`` (one caption per clip) or ``[N,V,L,D]`` with ``counts[i]``
+    variants of clip ``i`` (``encode_caption_variants``)."""
 
     def __init__(
         self,
@@ -138,28 +154,44 @@ class DiTBatches:
         batch_size: int,
         cond_dropout: float = 0.1,
         seed: int = 0,
+        counts: Sequence[int] | None = None,
+        short_caption_prob: float = 0.0,
     ) -> None:
         if not 0.0 <= cond_dropout <= 1.0:
             raise ValueError(f"cond_dropout must lie in [0, 1], got {cond_dropout}")
+        if not 0.0 <= short_caption_prob <= 1.0:
+            raise ValueError(f"short_caption_prob must lie in [0, 1], got {short_caption_prob}")
+        if text_emb.ndim == 3:
+            text_emb = text_emb.unsqueeze(1)
+        counts = [1] * text_emb.shape[0] if counts is None else [int(c) for c in counts]
+        if len(counts) != text_emb.shape[0] or not all(1 <= c <= text_emb.shape[1] for c in counts):
+            raise ValueError(
+                f"counts {counts} must give 1..{text_emb.shape[1]} variants for each of "
+                f"{text_emb.shape[0]} clips"
+            )
         if latents.shape[0] != text_emb.shape[0]:
             raise ValueError(
                 f"{latents.shape[0]} latents but {text_emb.shape[0]} text embeddings; one per clip"
             )
-        if empty_emb.shape != text_emb.shape[1:]:
+        if empty_emb.shape != text_emb.shape[2:]:
             raise ValueError(
                 f"empty-prompt states {tuple(empty_emb.shape)} must match one caption's "
-                f"{tuple(text_emb.shape[1:])}"
+                f"{tuple(text_emb.shape[2:])}"
             )
         self.spec, self.scheduler = spec, scheduler
         self.latents, self.text_emb, self.empty_emb = latents, text_emb, empty_emb
         self.batch_size, self.cond_dropout, self.seed = batch_size, cond_dropout, seed
+        self.counts, self.short_caption_prob = counts, short_caption_prob
 
     def __call__(self, step: int) -> dict[str, Tensor]:
         n, b = self.latents.shape[0], self.batch_size
         idx = [epoch_index(step, k, b, n, self.seed) for k in range(b)]
         rng = np.random.default_rng([self.seed, step, 2])
         dropped = torch.from_numpy(rng.random(b) < self.cond_dropout)
-        text = torch.where(dropped[:, None, None], self.empty_emb.unsqueeze(0), self.text_emb[idx])
+        vrng = np.random.default_rng([self.seed, step, 3])
+        picks = [pick_variant(vrng, self.counts[i], self.short_caption_prob) for i in idx]
+        chosen = self.text_emb[idx, picks]
+        text = torch.where(dropped[:, None, None], self.empty_emb.unsqueeze(0), chosen)
         t = sample_timesteps(self.spec, self.scheduler, b, rng)
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
         noise = torch.randn(self.latents[idx].shape, generator=g)
@@ -180,6 +212,7 @@ def train_base_dit(
     phase: TrainPhaseParams,
     *,
     cond_dropout: float = 0.1,
+    short_caption_prob: float = 0.0,
     min_snr_gamma: float | None = None,
     seed: int = 0,
     latents: Tensor | None = None,
@@ -199,11 +232,12 @@ def train_base_dit(
         latents = encode_latents(spec, models.vae, samples, progress)
     if latents.shape[0] != len(samples):
         raise ValueError(f"latents hold {latents.shape[0]} clips for {len(samples)} samples; one per clip")
-    text_emb = text.encode(captions(samples))
+    text_emb, counts = encode_caption_variants(text, samples)
     empty = text.encode([""])[0]
     batches = DiTBatches(
-        spec, models.scheduler, latents, text_emb, empty, phase.batch_size, cond_dropout, seed
-    )
+        spec, models.scheduler, latents, text_emb, empty, phase.batch_size, cond_dropout, seed,
+        counts=counts, short_caption_prob=short_caption_prob,
+    )  # fmt: skip
     scheduler = models.scheduler
 
     def loss_fn(engine: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:

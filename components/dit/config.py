@@ -91,6 +91,13 @@ class TrainDiTParams(TrainPhaseParams):
     aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
     aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
     track_points: int = Field(default=48, ge=1)
+    short_caption_prob: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="share of items trained under a short caption variant "
+        "(its motion-only prompt with another subject; components/data/caption_variants.py)",
+    )
     tracker: Literal["soft", "cotracker3"] = Field(
         default="soft", description="generated-video tracker of the tracking loss: soft (ours) | cotracker3"
     )

@@ -12,8 +12,9 @@ Per clip (``DiTExample``), with ``T`` frames of ``H×W`` and latents ``[F,C,h,w]
   VAE latents ``[F,C,h,w]`` for ``"vae"``;
 - ``mask_latents``: ``E(mask)`` of Eq. 6, the VAE latents of the person mask as a 3-channel ±1 video
   (zeros and ``has_mask=False`` when the clip has no mask);
-- ``text_emb``: the text encoder's token states ``[L,D]`` of the caption (the motion prompt if the
-  caption is empty);
+- ``text_emb``: the text encoder's token states ``[V,L,D]`` of the clip's caption variants
+  (``components.data.caption_variants``: the caption first, then its motion-only prompt with other
+  subjects); a batch takes one variant per item (``ExampleSet.batch``'s ``short_caption_prob``);
 - ``tracks``: ground-truth person tracks normalised to [0, 1] (``u = x/(W−1)``, ``v = y/(H−1)``, so
   the first and last pixel centres map to 0 and 1) ``[T,N,2]``, ``track_visible`` ``[T,N]`` and the
   query frame ``query_t``. Person tracks are those visible and inside the person mask in the query
@@ -53,6 +54,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from components.backbone.spec import BackboneSpec
+from components.data.caption_variants import caption_variants, pick_variant
 from components.data.clipset import ClipSample
 from components.io.atomic import atomic_path
 from components.motion.camera import intrinsics
@@ -60,7 +62,7 @@ from components.motion.camera import intrinsics
 StructureKind = Literal["vae", "conv"]
 EncodeText = Callable[[list[str]], Tensor]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: text_emb holds every caption variant [V,L,D]
 DEFAULT_FOV = 45.0
 _TENSOR_FIELDS = (
     "latents",
@@ -340,8 +342,8 @@ def build_examples(
         "default_fov": default_fov,
         "models": models_fingerprint(vae, encode_text) if cache is not None else "",
     }
-    texts = [s.caption or s.motion_prompt for s in samples]
-    keys = [_sample_hash(s, text, settings) for s, text in zip(samples, texts, strict=True)]
+    variants = [caption_variants(s.caption, s.motion_prompt) for s in samples]
+    keys = [_sample_hash(s, "\n".join(v), settings) for s, v in zip(samples, variants, strict=True)]
     out: list[DiTExample | None] = [None] * len(samples)
     todo = []
     for i, key in enumerate(keys):
@@ -352,15 +354,18 @@ def build_examples(
         else:
             todo.append(i)
     if todo:
-        text_emb = encode_text([texts[i] for i in todo]).detach().to("cpu", torch.float32)
-        if text_emb.ndim != 3 or text_emb.shape[0] != len(todo):
+        flat = [t for i in todo for t in variants[i]]
+        text_emb = encode_text(flat).detach().to("cpu", torch.float32)
+        if text_emb.ndim != 3 or text_emb.shape[0] != len(flat):
             raise ValueError(
-                f"encode_text must return [B,L,D] token states for B={len(todo)} texts, "
+                f"encode_text must return [B,L,D] token states for B={len(flat)} texts, "
                 f"got shape {tuple(text_emb.shape)}"
             )
+        starts = np.cumsum([0] + [len(variants[i]) for i in todo])
         for j, i in enumerate(tqdm(todo, desc="encode clips", unit="clip", disable=not progress)):
+            emb = text_emb[starts[j] : starts[j + 1]]
             example = _build_one(
-                samples[i], spec, vae, text_emb[j], structure, track_points, augment, default_fov, keys[i]
+                samples[i], spec, vae, emb, structure, track_points, augment, default_fov, keys[i]
             )
             if cache is not None:
                 example.save(cache / f"{keys[i]}.safetensors")
@@ -418,14 +423,25 @@ def _build_one(
 # ---------------------------------------------------------------- batching
 
 
-def collate(examples: Sequence[DiTExample], variant: int = 0) -> dict[str, Tensor]:
-    """Stack examples into a batch dict (structure variant ``variant`` modulo each clip's count)."""
+def collate(
+    examples: Sequence[DiTExample], variant: int = 0, texts: Sequence[int] | None = None
+) -> dict[str, Tensor]:
+    """Stack examples into a batch dict (structure variant ``variant`` modulo each clip's count; item
+    ``i`` takes caption variant ``texts[i]``, default the caption itself)."""
     if not examples:
         raise ValueError("collate needs at least one example")
+    texts = [0] * len(examples) if texts is None else list(texts)
+    if len(texts) != len(examples):
+        raise ValueError(f"{len(texts)} caption choices for {len(examples)} examples")
+    for e, k in zip(examples, texts, strict=True):
+        if not 0 <= k < e.text_emb.shape[0]:
+            raise ValueError(f"{e.clip_id} has {e.text_emb.shape[0]} caption variants, asked for {k}")
     first = examples[0]
     for e in examples[1:]:
         for name in ("latents", "text_emb", "tracks", "person_mask"):
             a, b = getattr(first, name), getattr(e, name)
+            if name == "text_emb":
+                a, b = a[0], b[0]
             if a.shape != b.shape:
                 hint = (
                     "encode every caption with a fixed-length (padded) text encoder"
@@ -440,7 +456,12 @@ def collate(examples: Sequence[DiTExample], variant: int = 0) -> dict[str, Tenso
             raise ValueError(
                 f"cannot batch {first.clip_id} ({first.structure_kind}) and {e.clip_id} ({e.structure_kind})"
             )
-    batch = {name: torch.stack([getattr(e, name) for e in examples]) for name in _TENSOR_FIELDS}
+    batch = {
+        name: torch.stack([getattr(e, name) for e in examples])
+        for name in _TENSOR_FIELDS
+        if name != "text_emb"
+    }
+    batch["text_emb"] = torch.stack([e.text_emb[k] for e, k in zip(examples, texts, strict=True)])
     batch["structure"] = torch.stack([e.structure[variant % len(e.structure)] for e in examples])
     batch["query_t"] = torch.tensor([e.query_t for e in examples], dtype=torch.long)
     batch["has_mask"] = torch.tensor([e.has_mask for e in examples])
@@ -453,13 +474,18 @@ class ExampleSet:
 
     Step ``s`` takes positions ``s·B .. s·B+B−1`` of an endless sequence made of one random
     permutation of the examples per epoch (seeded by ``seed`` and the epoch), so any step's batch is
-    known without replaying the earlier ones (exact resume). The structure variant is drawn the same way.
+    known without replaying the earlier ones (exact resume). The structure variant is drawn the same way,
+    and so is each item's caption variant (``pick_variant``: a short rewording with probability
+    ``short_caption_prob``).
     """
 
-    def __init__(self, examples: Sequence[DiTExample]) -> None:
+    def __init__(self, examples: Sequence[DiTExample], short_caption_prob: float = 0.0) -> None:
         if not examples:
             raise ValueError("ExampleSet needs at least one example (did every clip fail check_sample?)")
+        if not 0.0 <= short_caption_prob <= 1.0:
+            raise ValueError(f"short_caption_prob must lie in [0, 1], got {short_caption_prob}")
         self.examples = list(examples)
+        self.short_caption_prob = short_caption_prob
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -481,7 +507,10 @@ class ExampleSet:
         idx = self.indices(step, batch_size, seed)
         variants = max(len(e.structure) for e in self.examples)
         variant = int(torch.randint(variants, (1,), generator=torch.Generator().manual_seed(seed + 7 * step)))
-        out: dict[str, Tensor | int] = dict(collate([self.examples[i] for i in idx], variant))
+        rng = np.random.default_rng([seed, step, 3])
+        picked = [self.examples[i] for i in idx]
+        texts = [pick_variant(rng, e.text_emb.shape[0], self.short_caption_prob) for e in picked]
+        out: dict[str, Tensor | int] = dict(collate(picked, variant, texts))
         out["step"] = step
         return out
 

@@ -9,10 +9,12 @@ A call runs both MoSA branches:
    ``people > 1`` generates one motion per person with seeds ``seed, seed+1, …`` and places them side
    by side along the world x axis, ``PERSON_SPACING`` metres apart, centred on x = 0 (where the
    generated motions start);
-3. a camera (``parse_camera`` text such as ``"fixed"``, ``"orbit"``, ``"dolly:end_distance=2"``) is built
-   around the motions' mean root and the joints are projected to OpenPose-18 and drawn as the DWPose
-   skeleton video at the clip size (the convention the annotate stage draws training skeletons in),
-   with a half-body ``preset`` dropping keypoints and nearer people drawn over farther ones;
+3. a camera (``parse_camera`` text such as ``"track"``, the default, ``"fixed"``, ``"orbit"``,
+   ``"dolly:end_distance=2"``) is built around the motions' root (per frame for ``track``, so a runner
+   keeps the size the training skeletons have instead of running through a fixed camera) and the
+   joints are projected to OpenPose-18 and drawn as the DWPose skeleton video at the clip size (the
+   convention the annotate stage draws training skeletons in), with a half-body ``preset`` dropping
+   keypoints and nearer people drawn over farther ones;
 4. the base's sampler (``components.base.sample``) denoises with classifier-free guidance, the MoSA
    transformer taking the skeleton as its structure input (VAE latents or the video itself, per
    ``MoSAConfig.skeleton_encoder``) in both the conditional and the unconditional half.
@@ -218,7 +220,7 @@ class MoSAPipeline:
         return np.stack(out)
 
     def render_skeleton(
-        self, joints: np.ndarray, camera: str | CameraSpec = "fixed", preset: str = "full"
+        self, joints: np.ndarray, camera: str | CameraSpec = "track", preset: str = "full"
     ) -> np.ndarray:
         """uint8 skeleton video ``[T,H,W,3]`` of world joints ``[P,T,22,3]`` seen by ``camera``."""
         spec = parse_camera(camera) if isinstance(camera, str) else camera
@@ -280,7 +282,7 @@ class MoSAPipeline:
     def __call__(
         self,
         prompt: str,
-        camera: str | CameraSpec = "fixed",
+        camera: str | CameraSpec = "track",
         seed: int = 0,
         steps: int | None = None,
         guidance: float | None = None,

@@ -94,6 +94,13 @@ class DiTTrainConfig(BaseModel):
     contact_attract: float = Field(0.01, ge=0, description="pull of human points toward the surface")
     contact_max_scene_points: int = Field(20000, ge=4)
     contact_per_object: bool = False
+    short_caption_prob: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of items trained under a short caption variant "
+        "(components/data/caption_variants.py)",
+    )
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -377,7 +384,7 @@ def train_mosa(
     """
     if mosa_cfg.backbone != spec.name:
         raise ValueError(f"MoSAConfig.backbone is {mosa_cfg.backbone!r} but the spec is {spec.name!r}")
-    data = ExampleSet(examples)
+    data = ExampleSet(examples, train_cfg.short_caption_prob)
     kinds = {e.structure_kind for e in data.examples}
     if mosa_cfg.branch_active and kinds != {mosa_cfg.skeleton_encoder}:
         raise ValueError(

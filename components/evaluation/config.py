@@ -38,7 +38,7 @@ class EvaluateParams(StrictModel):
     )
     steps: int = Field(default=20, ge=1)
     guidance: float = Field(default=5.0, ge=0)
-    camera: str = "fixed"
+    camera: str = "track"
     reference_clips: int = Field(default=8, ge=1, description="held-out real clips for fd_effnet_frames")
     metrics: list[str] | None = Field(
         default=None, description="metric names; null: every registered metric (components.evaluation)"

@@ -65,7 +65,7 @@ def skeleton_keypoints(pipe, joints: np.ndarray, camera: str) -> tuple[np.ndarra
 
 
 def generate_all(
-    pipe, prompts: list[str], seed: int, steps: int, guidance: float, camera: str = "fixed",
+    pipe, prompts: list[str], seed: int, steps: int, guidance: float, camera: str = "track",
     use_structure: bool = True, progress: bool = True, desc: str = "evaluate: generate",
 ) -> list[Generated]:  # fmt: skip
     """One clip per prompt (prompt ``i`` with seed ``seed + i``), with its conditioning skeleton."""

@@ -4,7 +4,7 @@ World: metres, Y up (the motion convention). Camera: OpenCV convention, x right,
 forward; a world point X maps to camera coordinates ``R @ X + t`` and to pixels
 ``(fx·x/z + cx, fy·y/z + cy)``. Pixel centres sit at integer coordinates.
 
-A camera spec is parsed from text such as ``orbit``, ``fixed:azimuth=90,elevation=20`` or
+A camera spec is parsed from text such as ``orbit``, ``fixed:azimuth=90,elevation=20``, ``track`` or
 ``dolly:distance=5,end_distance=2.5`` (``mosa generate --camera``, ``mosa motion-preview``).
 """
 
@@ -71,13 +71,22 @@ def _spherical(target: np.ndarray, elevation: np.ndarray, azimuth: np.ndarray, d
 def build_cameras(
     spec: CameraSpec, num_frames: int, height: int, width: int, root: np.ndarray | None = None
 ) -> Cameras:
-    """Cameras for ``num_frames`` frames; ``root`` [T,3] (the motion's pelvis) places the target."""
+    """Cameras for ``num_frames`` frames; ``root`` (the motion's pelvis, [T,3], or [P·T,3] for P people
+    one after the other) places the target: its mean over the clip, or frame by frame for ``track``."""
     T = num_frames
     s = np.linspace(0.0, 1.0, T) if T > 1 else np.zeros(1)
-    center = np.zeros(3)
-    if spec.follow and root is not None:
-        center = np.asarray(root, dtype=float).reshape(-1, 3).mean(0)
-    target = np.tile([center[0], spec.target_height, center[2]], (T, 1))
+    center = np.zeros((T, 3))
+    if root is not None and (spec.follow or spec.kind == "track"):
+        pts = np.asarray(root, dtype=float).reshape(-1, 3)
+        if spec.kind == "track":
+            if len(pts) % T:
+                raise ValueError(
+                    f"a track camera needs the root of every frame: {len(pts)} rows for {T} frames"
+                )
+            center = pts.reshape(-1, T, 3).mean(0)  # people side by side: their mid-point per frame
+        else:
+            center = np.tile(pts.mean(0), (T, 1))
+    target = np.stack([center[:, 0], np.full(T, spec.target_height), center[:, 2]], axis=-1)
     el = np.full(T, spec.elevation)
     az = np.full(T, spec.azimuth)
     dist = np.full(T, spec.distance)

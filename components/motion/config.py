@@ -194,7 +194,8 @@ class PretrainMotionParams(StrictModel):
         return self
 
 
-CameraKind = Literal["fixed", "orbit", "dolly", "pan"]
+CameraKind = Literal["fixed", "track", "orbit", "dolly", "pan"]
+CAMERA_KINDS = ("fixed", "track", "orbit", "dolly", "pan")
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,9 @@ class CameraSpec:
 
     azimuth 0 puts the camera in front of a body facing +Z; positive azimuth moves it toward +X
     (the body's left). ``sweep`` is the azimuth change over the clip for ``orbit`` and the yaw of
-    the view direction for ``pan``; ``end_distance`` is where a ``dolly`` ends.
+    the view direction for ``pan``; ``end_distance`` is where a ``dolly`` ends. ``track`` is a tracking
+    shot: the camera keeps its offset to the person's pelvis (x, z) frame by frame, so a person who
+    runs toward the camera keeps their size instead of running through it.
     """
 
     kind: CameraKind = "fixed"
@@ -219,8 +222,8 @@ class CameraSpec:
     end_distance: float = 2.5  # dolly: distance at the last frame
 
     def __post_init__(self):
-        if self.kind not in ("fixed", "orbit", "dolly", "pan"):
-            raise ValueError(f"camera kind must be fixed, orbit, dolly or pan, got {self.kind!r}")
+        if self.kind not in CAMERA_KINDS:
+            raise ValueError(f"camera kind must be one of {', '.join(CAMERA_KINDS)}, got {self.kind!r}")
         if not 1.0 <= self.fov <= 170.0:
             raise ValueError(f"camera fov must be in [1, 170] degrees, got {self.fov}")
         if self.distance <= 0 or self.end_distance <= 0:
@@ -233,8 +236,8 @@ def parse_camera(text: str) -> CameraSpec:
     """``kind[:key=value,...]`` → CameraSpec; errors name the bad part and list valid keys."""
     kind, _, rest = text.strip().partition(":")
     kind = kind.strip().lower()
-    if kind not in ("fixed", "orbit", "dolly", "pan"):
-        raise ValueError(f"bad camera spec {text!r}: kind must be one of fixed, orbit, dolly, pan")
+    if kind not in CAMERA_KINDS:
+        raise ValueError(f"bad camera spec {text!r}: kind must be one of {', '.join(CAMERA_KINDS)}")
     types = {f.name: f.type for f in fields(CameraSpec)}
     values: dict = {}
     for part in filter(None, (p.strip() for p in rest.split(","))):

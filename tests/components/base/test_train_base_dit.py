@@ -13,6 +13,7 @@ from components.base.train_base_dit import (
     DiTBatches,
     captions,
     diffusion_loss,
+    encode_caption_variants,
     encode_latents,
     sample_timesteps,
     train_base_dit,
@@ -79,6 +80,41 @@ def test_batches_drop_captions_for_cfg_and_are_a_function_of_the_step(text) -> N
     assert not DiTBatches(spec, sched, latents, emb, empty, 2, cond_dropout=0.0)(0)["dropped"].any()
     with pytest.raises(ValueError, match="cond_dropout"):
         DiTBatches(spec, sched, latents, emb, empty, 2, cond_dropout=1.5)
+
+
+def test_batches_take_caption_variants_at_the_set_rate(text) -> None:
+    spec = get_spec("cogvideox")
+    sched = spec.build_tiny(SMALL).scheduler
+    samples = [
+        moving_shapes(0, caption="a red disc rolls across a grey floor"),
+        moving_shapes(1, caption="two discs pass"),
+    ]
+    samples[0].motion_prompt = "a person rolls"
+    emb, counts = encode_caption_variants(text, samples)
+    assert counts == [5, 1] and emb.shape == (2, 5, 8, emb.shape[-1])
+    torch.testing.assert_close(emb[0, 2], text.encode(["a man rolls"])[0])
+    torch.testing.assert_close(emb[1, 3], emb[1, 0])  # spare slots repeat the caption
+    latents = torch.randn(2, 3, 4, 4, 6)
+    empty = text.encode([""])[0]
+    seen = {0: set(), 1: set()}
+    short = total = 0
+    batches = DiTBatches(spec, sched, latents, emb, empty, 2, 0.0, 3, counts=counts, short_caption_prob=0.5)
+    for step in range(200):
+        b = batches(step)
+        for row, x in zip(b["text_emb"], b["latents"], strict=True):
+            i = 0 if torch.equal(x, latents[0]) else 1
+            k = next(k for k in range(5) if torch.equal(row, emb[i, k]))
+            seen[i].add(k)
+            if i == 0:
+                total += 1
+                short += k > 0
+    assert seen == {0: {0, 1, 2, 3, 4}, 1: {0}}  # the one-caption clip always trains under its caption
+    assert 0.4 < short / total < 0.6
+    assert torch.equal(batches(11)["text_emb"], batches(11)["text_emb"])
+    with pytest.raises(ValueError, match="counts"):
+        DiTBatches(spec, sched, latents, emb, empty, 2, counts=[6, 1])
+    with pytest.raises(ValueError, match="short_caption_prob"):
+        DiTBatches(spec, sched, latents, emb, empty, 2, counts=counts, short_caption_prob=2.0)
 
 
 def test_timesteps_follow_each_objective() -> None:

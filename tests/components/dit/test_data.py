@@ -8,6 +8,7 @@ import torch
 
 from components.backbone.config import TinyConfig
 from components.backbone.spec import get_spec
+from components.data.caption_variants import caption_variants
 from components.data.clipset import ClipSample
 from components.dit.data import (
     DiTExample,
@@ -105,7 +106,10 @@ def test_examples_hold_the_frozen_encodings(base) -> None:
     torch.testing.assert_close(e.mask_latents, mask)
     assert e.has_mask and e.has_points and e.frame_size == (H, W)
     assert torch.equal(e.person_mask, torch.from_numpy(samples[0].mask))
-    torch.testing.assert_close(e.text_emb, TokenEncoder()([samples[0].caption])[0])
+    # every caption variant's token states, the caption first (components/data/caption_variants.py)
+    texts = caption_variants(samples[0].caption, samples[0].motion_prompt)
+    assert texts[0] == samples[0].caption and "a woman walks to the right" in texts
+    torch.testing.assert_close(e.text_emb, TokenEncoder()(texts))
     # the mask video is ±1 with three identical channels
     mv = mask_video(samples[0].mask)
     assert mv.shape == (3, T, H, W) and set(mv.unique().tolist()) == {-1.0, 1.0}
@@ -199,6 +203,33 @@ def test_batches_are_deterministic_and_cover_every_clip(base) -> None:
         seen = sorted(data.indices(3 * epoch + k, 1, seed=0)[0] for k in range(3))
         assert seen == [0, 1, 2]
     assert [data.indices(s, 1, seed=0) for s in range(6)] != [data.indices(s, 1, seed=9) for s in range(6)]
+
+
+def test_batches_take_a_short_caption_variant_at_the_set_rate(base) -> None:
+    spec = get_spec("cogvideox")
+    samples = [make_sample(f"c{i}", i) for i in range(3)]
+    examples = build_examples(samples, spec, base.vae, TokenEncoder(), track_points=8)
+    captions = {e.clip_id: e.text_emb[0] for e in examples}
+
+    def share_short(prob: float) -> float:
+        data = ExampleSet(examples, short_caption_prob=prob)
+        short = total = 0
+        for step in range(40):
+            b = data.batch(step, 3, seed=0)
+            for i, k in enumerate(data.indices(step, 3, seed=0)):
+                total += 1
+                short += not torch.equal(b["text_emb"][i], captions[examples[k].clip_id])
+        return short / total
+
+    assert share_short(0.0) == 0.0
+    assert share_short(1.0) == 1.0
+    assert 0.35 < share_short(0.5) < 0.65
+    data = ExampleSet(examples, short_caption_prob=0.5)
+    assert torch.equal(data.batch(7, 3, seed=2)["text_emb"], data.batch(7, 3, seed=2)["text_emb"])
+    with pytest.raises(ValueError, match="short_caption_prob must lie in"):
+        ExampleSet(examples, short_caption_prob=1.5)
+    with pytest.raises(ValueError, match="has 5 caption variants, asked for 9"):
+        collate(examples[:1], texts=[9])
 
 
 def test_clear_errors(base) -> None:

@@ -65,6 +65,27 @@ def test_follow_targets_mean_root():
     np.testing.assert_allclose(uv[:, 0], [[47.5, 31.5], [47.5, 31.5]])
 
 
+def test_track_keeps_the_runner_centred_at_the_set_distance():
+    # a pelvis running 4.5 m toward a camera 2.6 m from the path's middle: a fixed camera is run through
+    T = 10
+    root = np.stack([np.zeros(T), np.full(T, 0.9), np.linspace(-2.25, 2.25, T)], axis=-1)
+    fixed = build_cameras(CameraSpec(kind="fixed", elevation=0), T, 64, 96, root=root)
+    track = build_cameras(CameraSpec(kind="track", elevation=0), T, 64, 96, root=root)
+    _, z_fixed = project(root[:, None], fixed)
+    uv, z_track = project(root[:, None], track)
+    assert z_fixed[-1, 0] < 0.5 < 4.5 < z_fixed[0, 0]
+    np.testing.assert_allclose(z_track[:, 0], 2.6)
+    np.testing.assert_allclose(uv[:, 0], np.tile([[47.5, 31.5]], (T, 1)), atol=1e-9)
+    # two people side by side (rows person-major): the camera tracks their mid-point
+    offset = np.array([0.5, 0.0, 0.0])
+    two = np.concatenate([root + offset, root - offset])
+    uv2, _ = project(root[:, None], build_cameras(CameraSpec(kind="track", elevation=0), T, 64, 96, root=two))
+    np.testing.assert_allclose(uv2[:, 0], uv[:, 0], atol=1e-9)
+    with pytest.raises(ValueError, match="track camera needs the root of every frame"):
+        build_cameras(CameraSpec(kind="track"), T, 64, 96, root=root[:7])
+    assert parse_camera("track:azimuth=90") == CameraSpec(kind="track", azimuth=90.0)
+
+
 def test_pixel_rays_hit_projected_points():
     cams = build_cameras(CameraSpec(kind="fixed", azimuth=30, elevation=20), 1, 48, 64)
     origin, dirs = pixel_rays(cams, 0)
