@@ -454,7 +454,7 @@ def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
     base = spec.build_tiny(tiny)
     base.transformer.train().requires_grad_(True)
     latents = torch.stack([e.latents for e in examples])
-    text_emb = torch.stack([e.text_emb for e in examples])
+    text_emb = torch.stack([e.text_emb[0] for e in examples])  # each clip's caption (variant 0)
     base_batches = DiTBatches(spec, base.scheduler, latents, text_emb, text.encode([""])[0], cfg.batch)
     base_model = Denoiser(spec, base.transformer)
     base_loss = base_loss_fn(spec, base.scheduler)
