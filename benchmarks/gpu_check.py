@@ -493,7 +493,7 @@ def synthetic_example(
         latents=torch.randn(shape, generator=g),
         structure=[torch.randn(shape, generator=g)],
         mask_latents=torch.randn(shape, generator=g),
-        text_emb=torch.randn(built.text_tokens, built.text_dim, generator=g),
+        text_emb=torch.randn(1, built.text_tokens, built.text_dim, generator=g),  # one caption variant
         tracks=tracks.float(),
         track_visible=torch.ones(frames, track_points, dtype=torch.bool),
         query_t=0,
