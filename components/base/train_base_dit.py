@@ -20,9 +20,8 @@ Wan the flow-matching MSE between the predicted and the true velocity ``ε − x
 low-noise timesteps: at uniform weight the tiny base spent its few updates on recovering the input's
 noise at high SNR (on a single clip after 300 updates its x̂₀ error at t = 300 was 3× that at t = 999)
 and let that noise through to its own patch of x̂₀, which decodes as 16-px tile speckle.
-``validation_loss`` always scores the plain objective, so runs with and without it compare.
-``validation_loss`` evaluates the same objective on fixed timesteps and fixed noise, so two
-evaluations (before/after training, or two runs) are comparable.
+``validation_loss`` always scores the plain objective, on fixed timesteps and fixed noise, so two
+evaluations (before/after training, runs with and without Min-SNR) compare.
 """
 
 from __future__ import annotations

@@ -159,6 +159,21 @@ def person_masks(samples: Sequence[ClipSample], dilate: int = PERSON_DILATE) -> 
     return out
 
 
+def person_weights(
+    samples: Sequence[ClipSample], person_weight: float, person_crops: float
+) -> tuple[bool, list[np.ndarray | None], list[Tensor | None]]:
+    """``(emphasis, masks, weights)`` of the person-weighted L1: whether any emphasis is on, each clip's
+    grown body mask (``person_masks``) and its per-pixel weight ``1 + (person_weight − 1)·mask``
+    (None for a clip without a body, and for every clip when there is no emphasis)."""
+    emphasis = person_weight > 1 or person_crops > 0
+    masks = person_masks(samples) if emphasis else [None] * len(samples)
+    weights = [
+        None if m is None else torch.from_numpy(1.0 + (person_weight - 1.0) * m.astype(np.float32))
+        for m in masks
+    ]
+    return emphasis, masks, weights
+
+
 def train_vae(
     samples: Sequence[ClipSample],
     spec: BackboneSpec,
@@ -205,12 +220,7 @@ def train_vae(
         t, h, w = ct, ch, cw
     f, c, lh, lw = spec.latent_shape(t, h, w, latent_channels(vae), patch_size=1, spatial=spatial)
     videos = [unit_video(s.video, s.clip_id) for s in samples]
-    emphasis = person_weight > 1 or person_crops > 0
-    masks = person_masks(samples) if emphasis else [None] * len(samples)
-    weights = [
-        None if m is None else torch.from_numpy(1.0 + (person_weight - 1.0) * m.astype(np.float32))
-        for m in masks
-    ]
+    emphasis, masks, weights = person_weights(samples, person_weight, person_crops)
     n, bsz = len(videos), phase.batch_size
 
     def batches(step: int) -> dict[str, Tensor]:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from components.backbone.spec import BackboneSpec
 from components.base.phase import History, LogFn, fit_phase, unit_video
-from components.base.train_vae import check_clips, epoch_index, person_masks, vae_loss, window_origin
+from components.base.train_vae import check_clips, epoch_index, person_weights, vae_loss, window_origin
 from components.data.clipset import ClipSample
 from components.training.config import TrainPhaseParams
 
@@ -94,12 +94,7 @@ def train_vae_decoder(
     vae.eval().requires_grad_(False)
     with torch.no_grad():  # the frozen encoder's normalised posterior means, [F,C,h,w] per clip
         latents = [spec.vae_encode(vae, v.unsqueeze(0))[0].float() for v in videos]
-    emphasis = person_weight > 1 or person_crops > 0
-    masks = person_masks(samples) if emphasis else [None] * len(samples)
-    weights = [
-        None if m is None else torch.from_numpy(1.0 + (person_weight - 1.0) * m.astype(np.float32))
-        for m in masks
-    ]
+    emphasis, masks, weights = person_weights(samples, person_weight, person_crops)
     n, bsz = len(videos), phase.batch_size
 
     def batches(step: int) -> dict[str, Tensor]:

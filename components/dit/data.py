@@ -434,6 +434,11 @@ def collate(
     if len(texts) != len(examples):
         raise ValueError(f"{len(texts)} caption choices for {len(examples)} examples")
     for e, k in zip(examples, texts, strict=True):
+        if e.text_emb.ndim != 3:
+            raise ValueError(
+                f"{e.clip_id}: text_emb must be [V,L,D] (one row per caption variant), got "
+                f"{tuple(e.text_emb.shape)}; build examples with build_examples or add the variant axis"
+            )
         if not 0 <= k < e.text_emb.shape[0]:
             raise ValueError(f"{e.clip_id} has {e.text_emb.shape[0]} caption variants, asked for {k}")
     first = examples[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -230,6 +232,8 @@ def test_batches_take_a_short_caption_variant_at_the_set_rate(base) -> None:
         ExampleSet(examples, short_caption_prob=1.5)
     with pytest.raises(ValueError, match="has 5 caption variants, asked for 9"):
         collate(examples[:1], texts=[9])
+    with pytest.raises(ValueError, match=r"text_emb must be \[V,L,D\]"):
+        collate([replace(examples[0], text_emb=examples[0].text_emb[0])])
 
 
 def test_clear_errors(base) -> None:
