@@ -118,6 +118,7 @@ class TrainBenchConfig(BaseModel):
     track_points: int = Field(48, ge=1)
     aux_every: int = Field(9, ge=1, description="tracking/contact terms on every k-th step (train_dit)")
     aux_samples: int | None = Field(1, ge=1, description="samples decoded per aux step (train_dit)")
+    contact_frames: int | None = Field(4, ge=1, description="frames scored by the contact term (train_dit)")
     text_tokens: int = Field(32, ge=1)
     warmup_steps: int = Field(2, ge=0, description="updates left out of the medians")
     steps: int = Field(12, ge=1, description="timed updates (MoSA: aux and non-aux steps among them)")
@@ -182,6 +183,7 @@ class TrainBenchConfig(BaseModel):
             "track_points": train.track_points,
             "aux_every": train.aux_every,
             "aux_samples": train.aux_samples,
+            "contact_frames": train.contact_frames,
             "text_tokens": base.text_encoder.max_tokens,
         }
         return cls(**{**fields, **overrides})
@@ -194,7 +196,8 @@ class TrainBenchConfig(BaseModel):
             f"p{self.patch_size} vae{vae} {self.vae_norm}; "
             f"clip {self.frames}x{self.height}x{self.width}; batch {self.batch}; "
             f"MoSA N={self.structure_blocks}, {self.track_points} tracks, depth net, "
-            f"aux every {self.aux_every} step(s) on {self.aux_samples or 'all'} sample(s); "
+            f"aux every {self.aux_every} step(s) on {self.aux_samples or 'all'} sample(s), contact on "
+            f"{self.contact_frames or 'all'} frame(s); "
             f"ZeRO-2 fp32 1 process; medians of {self.steps} after {self.warmup_steps} warm-up; "
             f"{self.threads or torch.get_num_threads()} thread(s)"
         )
@@ -466,7 +469,10 @@ def _step_benchmark(cfg: TrainBenchConfig) -> Figures:
     depth = DepthNet(DepthNetConfig(**cfg.depth_net)).requires_grad_(False).eval()
     data = ExampleSet(examples)
     train_cfg = DiTTrainConfig(
-        aux_every=cfg.aux_every, aux_samples=cfg.aux_samples, track_points=cfg.track_points
+        aux_every=cfg.aux_every,
+        aux_samples=cfg.aux_samples,
+        track_points=cfg.track_points,
+        contact_frames=cfg.contact_frames,
     )
     mosa_loss = make_loss_fn(spec, mosa_base, train_cfg, depth)
     mosa = MoSATransformer(

@@ -90,6 +90,9 @@ class TrainDiTParams(TrainPhaseParams):
     checkpoint_every: int = Field(default=100, ge=0)
     aux_every: int = Field(default=2, ge=1, description="tracking/contact losses on every k-th step")
     aux_samples: int | None = Field(default=None, ge=1, description="samples decoded per aux step")
+    contact_frames: int | None = Field(
+        default=None, ge=1, description="frames the contact term scores per aux step (rotating); null: all"
+    )
     track_points: int = Field(default=48, ge=1)
     short_caption_prob: float = Field(
         default=0.5,

@@ -135,7 +135,7 @@ def train_and_follow(
     train_cfg = DiTTrainConfig(
         weights=params.losses, aux_every=params.aux_every,
         aux_samples=params.aux_samples, track_points=params.track_points, tracker=params.tracker,
-        short_caption_prob=params.short_caption_prob,
+        contact_frames=params.contact_frames, short_caption_prob=params.short_caption_prob,
         tracker_path=params.tracker_path, seed=params.seed,
     )  # fmt: skip
     examples = build_examples(

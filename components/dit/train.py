@@ -23,7 +23,10 @@
    TorchScript file (``tracker_path``) with gradients to the frames. The tracks are compared
    pairwise with the ground truth (``losses.tracking``).
    ``L_contact``: ``depth_fn`` (frozen) gives depth per decoded frame, lifted to world points with
-   the clip's cameras (``data.py``) and scored by ``losses.contact`` with the ground-truth person mask.
+   the clip's cameras (``data.py``) and scored by ``losses.contact`` with the ground-truth person mask;
+  ``contact_frames = f`` scores f evenly spaced frames per aux step, the offset rotating from one aux
+  step to the next (``contact_frame_index``): the same mean over frames, estimated at f/T of the depth
+  network's cost.
    ``aux_every = k`` saves the two decodes' CPU time on the other steps; the terms are not rescaled,
    so on average they act with ``λ/k`` (raise λ by ``k`` to keep the paper's balance).
    ``aux_max_t`` leaves out samples noisier than that share of the timesteps (x̂₀ is a blur there);
@@ -94,6 +97,12 @@ class DiTTrainConfig(BaseModel):
     contact_attract: float = Field(0.01, ge=0, description="pull of human points toward the surface")
     contact_max_scene_points: int = Field(20000, ge=4)
     contact_per_object: bool = False
+    contact_frames: int | None = Field(
+        None,
+        ge=1,
+        description="frames of a decoded clip the contact term scores per aux step (evenly spaced, the "
+        "offset rotating from one aux step to the next); None: every frame",
+    )
     short_caption_prob: float = Field(
         0.0,
         ge=0,
@@ -194,24 +203,52 @@ def track_term(
     return loss, {"track_points": float(vis.any(dim=1).sum())}
 
 
+def contact_frame_index(total: int, count: int | None, turn: int) -> Tensor:
+    """Frames the contact term scores on aux step number ``turn``: ``count`` of ``total`` evenly spaced,
+    shifted by ``turn`` so that consecutive aux steps visit every frame (all of them for ``None``).
+
+    L_contact is a mean over frames, so scoring a rotating subset is an unbiased estimate of it that
+    costs ``count/total`` of the depth network; the scene hull is then built from those frames' scene
+    points only (a subset's hull lies inside the full one: penetration can only be under-reported).
+    """
+    if total < 1:
+        raise ValueError(f"a clip needs at least one frame, got {total}")
+    if count is None or count >= total:
+        return torch.arange(total)
+    if count < 1:
+        raise ValueError(f"contact_frames must be >= 1 or None, got {count}")
+    period = -(-total // count)  # shifts 0..period-1 cover every frame
+    return torch.sort((torch.arange(count) * total // count + turn % period) % total).values
+
+
 def contact_term(
-    frames: Tensor, batch: Mapping[str, Any], keep: Tensor, depth_fn: DepthFn, cfg: DiTTrainConfig
+    frames: Tensor,
+    batch: Mapping[str, Any],
+    keep: Tensor,
+    depth_fn: DepthFn,
+    cfg: DiTTrainConfig,
+    turn: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """``L_contact`` of decoded frames ``[B,3,T,H,W]`` through ``depth_fn`` for the samples in ``keep``."""
+    """``L_contact`` of decoded frames ``[B,3,T,H,W]`` through ``depth_fn`` for the samples in ``keep``, on
+    the frames ``contact_frame_index(T, cfg.contact_frames, turn)``."""
     sel = keep.nonzero().flatten()
     if sel.numel() == 0:
         return frames.sum() * 0.0, {}
-    x = frames[sel].clamp(-1, 1).permute(0, 2, 1, 3, 4)  # [b,T,3,H,W]
+    fidx = contact_frame_index(frames.shape[2], cfg.contact_frames, turn).to(frames.device)
+    x = frames[sel][:, :, fidx].clamp(-1, 1).permute(0, 2, 1, 3, 4)  # [b,T',3,H,W]
     b, t, _, h, w = x.shape
     depth = depth_fn(x.reshape(b * t, 3, h, w))
     if depth.shape != (b * t, 1, h, w):
         raise ValueError(f"depth_fn must map [N,3,H,W] frames to [N,1,H,W] depth, got {tuple(depth.shape)}")
     points = lift_to_world(
-        depth.reshape(b, t, h, w).float(), batch["K"][sel], batch["R"][sel], batch["t"][sel]
+        depth.reshape(b, t, h, w).float(),
+        batch["K"][sel][:, fidx],
+        batch["R"][sel][:, fidx],
+        batch["t"][sel][:, fidx],
     )
     out = contact_loss(
         points,
-        batch["person_mask"][sel].bool(),
+        batch["person_mask"][sel][:, fidx].bool(),
         tau=cfg.contact_tau,
         attract_weight=cfg.contact_attract,
         max_scene_points=cfg.contact_max_scene_points,
@@ -329,7 +366,8 @@ def make_terms_fn(
                 losses["track"], extra = track_term(frames, sub, keep, cfg, tracker)
                 logs.update(extra)
             if cfg.contact_active:
-                losses["contact"], extra = contact_term(frames, sub, keep, depth_fn, cfg)
+                turn = step // cfg.aux_every
+                losses["contact"], extra = contact_term(frames, sub, keep, depth_fn, cfg, turn)
                 logs.update(extra)
         return losses, logs
 

@@ -17,6 +17,8 @@ from components.dit.data import ExampleSet, build_examples
 from components.dit.mosa import MoSATransformer
 from components.dit.train import (
     DiTTrainConfig,
+    contact_frame_index,
+    contact_term,
     decode_for_aux,
     lift_to_world,
     make_loss_fn,
@@ -173,6 +175,52 @@ def test_ablation_switches_choose_the_active_terms(setup) -> None:
         static = make_loss_fn(spec, base, DiTTrainConfig(weights=LossWeights(track_mode="static")), depth)
         temporal = make_loss_fn(spec, base, DiTTrainConfig(), depth)
         assert static(model, data.batch(0, 2))[1]["track"] != temporal(model, data.batch(0, 2))[1]["track"]
+
+
+def test_contact_frame_index_rotates_over_every_frame() -> None:
+    assert contact_frame_index(17, None, 3).tolist() == list(range(17))
+    assert contact_frame_index(17, 20, 0).tolist() == list(range(17))
+    first = contact_frame_index(17, 4, 0)
+    assert first.tolist() == [0, 4, 8, 12]
+    assert contact_frame_index(17, 4, 1).tolist() == [1, 5, 9, 13]
+    # consecutive aux steps visit every frame, each pick is sorted and has no repeats
+    seen: set[int] = set()
+    for turn in range(5):
+        idx = contact_frame_index(17, 4, turn).tolist()
+        assert idx == sorted(set(idx)) and len(idx) == 4
+        seen.update(idx)
+    assert seen == set(range(17))
+    assert contact_frame_index(17, 4, 5).tolist() == first.tolist()  # the period is ceil(17/4)
+    with pytest.raises(ValueError, match="at least one frame"):
+        contact_frame_index(0, 4, 0)
+    with pytest.raises(ValueError, match="contact_frames must be >= 1"):
+        contact_frame_index(17, 0, 0)
+
+
+def test_the_contact_term_on_a_frame_subset_scores_only_those_frames(setup) -> None:
+    """With ``contact_frames`` the depth net sees only the chosen frames, and the loss equals the full
+    term computed on a clip cut down to those frames (the same mean over frames)."""
+    _, _, examples = setup
+    batch = ExampleSet(examples).batch(0, 2)
+    keep = torch.tensor([True, True])
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, *batch["person_mask"].shape[1:]) * 2 - 1  # [B,3,T,H,W] of the clips' size
+    seen: list[int] = []
+
+    def depth_fn(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return DepthNet()(x)
+
+    n = frames.shape[2]
+    cfg = DiTTrainConfig(contact_frames=3)
+    sub, _ = contact_term(frames, batch, keep, depth_fn, cfg, turn=1)
+    idx = contact_frame_index(n, 3, 1)
+    cut = {k: batch[k][:, idx] for k in ("K", "R", "t", "person_mask")}
+    ref, _ = contact_term(frames[:, :, idx], {**batch, **cut}, keep, depth_fn, DiTTrainConfig())
+    assert seen == [2 * 3, 2 * 3]
+    assert torch.allclose(sub, ref)
+    contact_term(frames, batch, keep, depth_fn, DiTTrainConfig())  # every frame
+    assert seen[-1] == 2 * n
 
 
 def test_logs_weighted_terms_and_is_deterministic_per_step(setup) -> None:
